@@ -1,0 +1,1 @@
+"""Audio: the one spectrogram definition (and its inverse) and waveform I/O."""

@@ -1,0 +1,1 @@
+"""Command-line interface (typer). Holds argument parsing and printing only: no math lives here."""

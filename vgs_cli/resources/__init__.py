@@ -1,0 +1,1 @@
+"""Package resources: vendored split lists and official file lists."""

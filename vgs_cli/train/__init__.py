@@ -1,0 +1,1 @@
+"""Training: one shared trainer (`trainer.py`) and a small task object per stage."""

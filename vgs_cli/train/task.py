@@ -1,0 +1,72 @@
+"""The contract between the shared trainer and a stage. A stage writes a `Task`; the trainer does the rest.
+
+The trainer owns: device placement, DDP wrapping, DistributedSampler, DataLoaders, mixed precision,
+gradient accumulation, clipping, LR schedule, validation cadence, checkpoints (last/best/every-N,
+keep-last-N, resume with RNG), metrics.jsonl, progress bar, rank-0-only writing.
+
+A task owns: its config, its models and optimisers, what one step computes, and what validation measures.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+
+class StepContext(Protocol):
+    """Passed to `Task.train_step`. Implemented by the trainer."""
+
+    step: int  # optimiser steps completed so far
+    device: torch.device
+    world_size: int
+
+    def autocast(self) -> Any:
+        """Context manager for the forward pass in the configured precision."""
+
+    def backward(self, optimizer: str, loss: torch.Tensor) -> None:
+        """Backward `loss` for optimiser `optimizer`. On the last micro-batch of an accumulation window this
+        also unscales, clips, steps the optimiser and its scheduler and zeroes its grads. GAN tasks call it
+        twice per step in the order they need (discriminator first, then generator)."""
+
+    def unwrap(self, model: nn.Module) -> nn.Module:
+        """The bare module under a DDP wrapper."""
+
+
+class Task(Protocol):
+    stage: str  # checkpoint stage name: "codebook", "transformer", "vocoder", "melception", "vggishish"
+    config: Any  # the stage's frozen Config; must have `.train` (TrainConfig) and `.model`
+    best_metric: str  # a key returned by eval_step, e.g. "loss"; "" disables `best.ckpt`
+    best_mode: str  # "min" or "max"
+    find_unused_parameters: bool  # for DDP
+
+    def build_models(self) -> dict[str, nn.Module]:
+        """All modules. `"model"` is the inference model whose weights go to `state_dict`; the others
+        (discriminators, frozen helpers) are saved in the train state only if they have trainable params."""
+
+    def build_optimizers(self, models: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+        """Optimisers by name (the names `StepContext.backward` receives)."""
+
+    def train_dataset(self) -> Dataset: ...
+
+    def valid_dataset(self) -> Dataset | None: ...
+
+    def train_step(self, models: dict[str, nn.Module], batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
+        """One micro-batch: forward, call `ctx.backward(...)` per optimiser, return scalars to log."""
+
+    def eval_step(self, models: dict[str, nn.Module], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Per-sample metrics `Tensor[B]`, averaged by the trainer over the whole valid split (all ranks).
+        Keys starting with "_" (e.g. "_logits" `Tensor[B, C]`, "_target" `Tensor[B]`) are instead
+        concatenated over the split and handed to `summarize_eval`. Runs under `torch.no_grad()`, eval mode."""
+
+    def summarize_eval(self, collected: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Split-level metrics from the concatenated "_" outputs (top-1, top-5, mAP ...); may return {}."""
+
+    def on_validation_end(self, models: dict[str, nn.Module], run_dir: Any, step: int,
+                          metrics: dict[str, float]) -> dict[str, float]:
+        """Rank 0 only: write samples/images into run_dir; may return extra metrics (e.g. top-1, mAP)."""
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """Provenance stored in every checkpoint's `extra` (data manifest hash, codebook hash, classes...)."""
