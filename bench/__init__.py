@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): each module exposes rows() -> list[(name, value, unit)]."""
