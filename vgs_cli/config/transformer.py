@@ -1,0 +1,114 @@
+"""Config of the transformer stage: a GPT over codebook indices, primed by a visual/class condition.
+
+Sizes follow the paper (24 layers, 16 heads, 1024 wide) and the official configs
+(`configs/{vas,vggsound}_transformer.yaml`). The learning rates follow the reference's "scale_lr" rule,
+lr = base_learning_rate x batch x GPUs (base 1e-6 for VAS, 5e-6 for VGGSound), written out for one process;
+when training on N processes raise `train.lr` N-fold to match it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from vgs_cli.config.base import Config
+from vgs_cli.config.train import TrainConfig
+
+Condition = Literal["feats", "class", "feats+class", "none"]
+CONDITIONS: tuple[str, ...] = ("feats", "class", "feats+class", "none")
+FEAT_FRAMES: tuple[int, ...] = (1, 5, 212)
+
+
+@dataclass(frozen=True)
+class GPTConfig(Config):
+    vocab_size: int = 1024  # codebook size (taken from the codebook checkpoint when training)
+    n_layer: int = 24
+    n_head: int = 16
+    n_embd: int = 1024
+    dropout: float = 0.0  # embedding, attention and residual dropout (the paper used 0)
+    condition: Condition = "feats"
+    feat_frames: int = 212  # visual frames in the condition (1, 5 or 212 in the paper)
+    feat_dim: int = 2048  # per-frame feature size (from the shard manifest's extractor when training)
+    num_classes: int = 309  # class-embedding rows (class / feats+class conditions)
+    grid: tuple[int, int] = (5, 53)  # codebook grid: frequency rows x time columns
+
+    @property
+    def num_tokens(self) -> int:
+        """Codes per clip: 5 x 53 = 265."""
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def uses_feats(self) -> bool:
+        return self.condition in ("feats", "feats+class")
+
+    @property
+    def uses_class(self) -> bool:
+        return self.condition in ("class", "feats+class")
+
+    @property
+    def cond_len(self) -> int:
+        """Condition positions before the first code.
+
+        "none" is the paper's "No Feats" baseline: the reference fed one frame of random features through
+        the usual feature embedder, so the layout is that of a 1-frame model (see models/gpt.py)."""
+        if self.condition == "feats":
+            return self.feat_frames
+        if self.condition == "feats+class":
+            return self.feat_frames + 1
+        return 1
+
+    @property
+    def block_size(self) -> int:
+        """Rows of `pos_emb`: condition + all codes, as the official files (477 / 270 / 266 / 478).
+
+        The last code is never an input, so the last row is never used; it is kept so official weights
+        load 1:1."""
+        return self.cond_len + self.num_tokens
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def __post_init__(self) -> None:
+        from vgs_cli.errors import ConfigError
+
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
+        if self.feat_frames < 1:
+            raise ConfigError(f"model.feat_frames must be >= 1, got {self.feat_frames}")
+        if min(self.vocab_size, self.n_layer, self.feat_dim, self.num_classes, *self.grid) < 1:
+            raise ConfigError("model sizes (vocab_size, n_layer, feat_dim, num_classes, grid) must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TransformerConfig(Config):
+    model: GPTConfig = field(default_factory=GPTConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    extractor: str = ""  # visual features used (shard manifest name); "" = the only/first one
+    codes_crop: Literal["center"] = "center"  # the reference trained the GPT on centre crops (random_crop: False)
+
+
+def _train(**kw) -> TrainConfig:
+    # AdamW (0.9, 0.95) with decay 0.01 on Linear weights only, as the reference's configure_optimizers.
+    base = dict(betas=(0.9, 0.95), weight_decay=0.01, eval_every=1000, log_every=50, keep_last=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+PRESETS: dict[str, TransformerConfig] = {
+    "vas": TransformerConfig(
+        model=GPTConfig(vocab_size=128, num_classes=8),
+        train=_train(steps=100_000, batch_size=16, lr=1.6e-5),  # 1e-6 x 16
+    ),
+    "vggsound": TransformerConfig(
+        model=GPTConfig(vocab_size=1024, num_classes=309),
+        train=_train(steps=300_000, batch_size=16, lr=8e-5),  # 5e-6 x 16
+    ),
+    "tiny": TransformerConfig(
+        model=GPTConfig(vocab_size=64, n_layer=2, n_head=2, n_embd=64, feat_frames=5, feat_dim=32,
+                        num_classes=4),
+        train=_train(steps=60, batch_size=8, lr=3e-3, eval_every=30, log_every=10, keep_last=1),
+    ),
+}

@@ -1,0 +1,211 @@
+"""The GPT that predicts spectrogram codebook indices given a visual (and/or class) condition.
+
+A pre-LayerNorm decoder-only transformer in minGPT/nanoGPT style with the parameter names of the official
+SpecVQGAN checkpoints (`tok_emb`, `pos_emb`, `blocks.<i>.{ln1, ln2, attn.{key,query,value,proj}, mlp.0,
+mlp.2}`, `ln_f`, `head`, and the condition embedder(s)), so official weights load 1:1 once the import drops
+their `blocks.<i>.attn.mask` buffers (we use a causal attention kernel instead of a stored mask).
+
+Sequence layout (positions share one learned `pos_emb`):
+
+    [c_0 ... c_{C-1}, t_0 ... t_{T-1}]    C = cfg.cond_len condition embeddings, then code tokens
+
+The output at position C-1+i predicts token t_i. Tokens are in time-major order: the 5 frequency codes of a
+time column, then the next column (`to_sequence` / `from_sequence`).
+
+Condition embedders by `cfg.condition`:
+- "feats": `embedder` = Conv1d(feat_dim -> n_embd, kernel 1), i.e. one linear map per frame.
+- "class": `embedder` = Embedding(num_classes, n_embd), one position.
+- "feats+class": `feat_embedder` (Conv1d) for the frames, then `cls_embedder` (Embedding) as the last position.
+- "none": the "No Feats" baseline. The reference fed one frame of U(0, 1) noise through the feature
+  embedder; since the embedder is linear we feed the noise's mean (a constant 0.5 frame) instead, which is
+  the expected embedding and keeps the model deterministic. Layout = a 1-frame "feats" model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from vgs_cli.config.transformer import GPTConfig
+
+NONE_FEATURE_VALUE = 0.5  # mean of the U(0, 1) noise the reference's "No Feats" runs were fed
+
+
+def to_sequence(indices: Tensor) -> Tensor:
+    """Grid codes to GPT order. `Tensor[B, H, W]` (raster r = h*W + w) -> `Tensor[B, H*W]` (p = w*H + h)."""
+    b, h, w = indices.shape
+    return indices.transpose(1, 2).reshape(b, h * w)
+
+
+def from_sequence(seq: Tensor, grid: tuple[int, int]) -> Tensor:
+    """Inverse of `to_sequence`: `Tensor[B, H*W]` -> `Tensor[B, H, W]`."""
+    h, w = grid
+    return seq.reshape(seq.shape[0], w, h).transpose(1, 2).contiguous()
+
+
+@dataclass
+class KVCache:
+    """Per-layer keys/values of everything fed so far, preallocated to the block size.
+
+    `k[i]`, `v[i]`: `Tensor[B, n_head, block_size, head_dim]`; `length` = positions filled (condition
+    included). Create with `GPT.new_cache(batch)`; one cache serves one sequence batch.
+    """
+
+    k: list[Tensor] = field(default_factory=list)
+    v: list[Tensor] = field(default_factory=list)
+    length: int = 0
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.key = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.query = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.value = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.dropout = cfg.dropout
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        """`x`: `Tensor[B, T, C]` (the new positions) -> `Tensor[B, T, C]`."""
+        b, t, c = x.shape
+        q, k, v = (m(x).view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
+                   for m in (self.query, self.key, self.value))  # [B, nh, T, hs]
+        past = 0
+        if cache is not None:
+            past = cache.length
+            cache.k[layer][:, :, past:past + t] = k
+            cache.v[layer][:, :, past:past + t] = v
+            k = cache.k[layer][:, :, :past + t]
+            v = cache.v[layer][:, :, :past + t]
+        drop = self.dropout if self.training else 0.0
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        elif t == 1:  # one new position may see everything before it: no mask needed
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        else:  # several new positions after a filled cache: causal within the new ones
+            mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        y = y.transpose(1, 2).reshape(b, t, c)
+        return self.resid_drop(self.proj(y))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm block: x + attn(ln1(x)), then x + mlp(ln2(x)); MLP is 4x wide with GELU."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.n_embd)
+        self.ln2 = nn.LayerNorm(cfg.n_embd)
+        self.attn = CausalSelfAttention(cfg)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.n_embd, 4 * cfg.n_embd),
+            nn.GELU(),
+            nn.Linear(4 * cfg.n_embd, cfg.n_embd),
+            nn.Dropout(cfg.dropout),
+        )
+
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        x = x + self.attn(self.ln1(x), cache, layer)
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    """Conditional GPT over codebook indices. Build with `GPT(cfg.model)`."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        # zeros, as minGPT/the reference (its init never touched pos_emb)
+        self.pos_emb = nn.Parameter(torch.zeros(1, cfg.block_size, cfg.n_embd))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.condition == "feats+class":
+            self.feat_embedder = nn.Conv1d(cfg.feat_dim, cfg.n_embd, kernel_size=1)
+            self.cls_embedder = nn.Embedding(cfg.num_classes, cfg.n_embd)
+        elif cfg.condition == "class":
+            self.embedder = nn.Embedding(cfg.num_classes, cfg.n_embd)
+        else:  # "feats" and "none"
+            self.embedder = nn.Conv1d(cfg.feat_dim, cfg.n_embd, kernel_size=1)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # N(0, 0.02) weights and zero biases (minGPT); embedders included so every run starts alike.
+        if isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @property
+    def block_size(self) -> int:
+        return self.cfg.block_size
+
+    def new_cache(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> KVCache:
+        """An empty KV cache for `batch` sequences of up to `block_size` positions."""
+        p = self.pos_emb
+        shape = (batch, self.cfg.n_head, self.cfg.block_size, self.cfg.head_dim)
+        device, dtype = device or p.device, dtype or p.dtype
+        return KVCache(k=[torch.zeros(shape, device=device, dtype=dtype) for _ in self.blocks],
+                       v=[torch.zeros(shape, device=device, dtype=dtype) for _ in self.blocks])
+
+    def embed_condition(self, cond_feats: Tensor | None, cond_class: Tensor | None, batch: int) -> Tensor:
+        """Condition embeddings `Tensor[B, cond_len, n_embd]`.
+
+        `cond_feats`: `Tensor[B, feat_frames, feat_dim]`; `cond_class`: `Tensor[B]` int64. `batch` is used
+        by "none", which takes neither."""
+        cfg = self.cfg
+        if cfg.condition == "none":
+            frame = self.embedder.bias.new_full((batch, cfg.feat_dim, 1), NONE_FEATURE_VALUE)
+            return self.embedder(frame).transpose(1, 2)
+        parts = []
+        if cfg.uses_feats:
+            if cond_feats is None or cond_feats.shape[1:] != (cfg.feat_frames, cfg.feat_dim):
+                got = None if cond_feats is None else tuple(cond_feats.shape)
+                raise ValueError(f"cond_feats must be [B, {cfg.feat_frames}, {cfg.feat_dim}], got {got}")
+            conv = self.feat_embedder if cfg.condition == "feats+class" else self.embedder
+            parts.append(conv(cond_feats.transpose(1, 2).to(conv.weight.dtype)).transpose(1, 2))
+        if cfg.uses_class:
+            if cond_class is None or cond_class.dim() != 1:
+                raise ValueError("cond_class must be an int64 Tensor[B]")
+            emb = self.cls_embedder if cfg.condition == "feats+class" else self.embedder
+            parts.append(emb(cond_class).unsqueeze(1))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, idx: Tensor, cond_feats: Tensor | None = None, cond_class: Tensor | None = None,
+                kv_cache: KVCache | None = None) -> Tensor:
+        """Next-token logits.
+
+        `idx`: `Tensor[B, T]` code tokens (sequence order). Without a cache, or with an empty one (prefill),
+        the condition is embedded first and the result is `Tensor[B, T+1, vocab]`: row i predicts token i
+        given tokens < i (so `forward(codes[:, :-1])` scores all of `codes`). With a cache that already
+        holds the condition, `idx` are only the new tokens and the result is `Tensor[B, T, vocab]`: row j
+        predicts the token after new token j. The cache is advanced in place.
+        """
+        b, t = idx.shape
+        start = 0 if kv_cache is None else kv_cache.length
+        if start == 0:
+            x = torch.cat([self.embed_condition(cond_feats, cond_class, b), self.tok_emb(idx)], dim=1)
+        else:
+            x = self.tok_emb(idx)
+        n = x.shape[1]
+        if start + n > self.cfg.block_size:
+            raise ValueError(f"sequence of {start + n} positions exceeds block_size {self.cfg.block_size}")
+        x = self.drop(x + self.pos_emb[:, start:start + n])
+        for i, block in enumerate(self.blocks):
+            x = block(x, kv_cache, i)
+        if kv_cache is not None:
+            kv_cache.length = start + n
+        if start == 0:
+            x = x[:, self.cfg.cond_len - 1:]  # outputs from the last condition position on
+        return self.head(self.ln_f(x))
