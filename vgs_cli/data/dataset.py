@@ -1,0 +1,169 @@
+"""`ShardDataset`: one split of a shard folder as a torch Dataset, with the reference's crops and resampling.
+
+HDF5 handles are opened lazily and re-opened in every process that touches the dataset (a DataLoader
+worker after fork, a DDP rank), because an h5py handle shared across fork returns garbage or crashes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from vgs_cli.audio.spec import crop_frames
+from vgs_cli.config.spec import SPEC
+from vgs_cli.data import shards
+from vgs_cli.errors import DataError
+
+FIELDS = ("mel", "feats", "label", "wav", "id", "split", "source", "has_audio")
+FEAT_CROP = 212  # the reference's `feat_crop_len`: 215 frames -> centre 212 (= 4 * 53 codebook columns)
+
+
+def feat_center_crop(feats: np.ndarray, n: int = FEAT_CROP) -> np.ndarray:
+    """`[T, D] -> [n, D]`: centre crop like albumentations.CenterCrop in the reference's `CropFeats`
+    (start = (T - n) // 2, so 215 -> rows 1..212)."""
+    t = feats.shape[0]
+    if t < n:
+        raise DataError(f"cannot crop {t} feature frames to {n}")
+    start = (t - n) // 2
+    return feats[start : start + n]
+
+
+def resample_indices(feat_len: int, sample_size: int) -> np.ndarray:
+    """Frame indices of SpecVQGAN's `ResampleFrames` (specvqgan/data/vas.py, also used for VGGSound):
+    evenly spaced `np.linspace(0, L, n, dtype=int32, endpoint=False)` shifted by `L // (n + 1)` so the picks
+    sit inside their segments. L=212: n=1 -> [106]; n=5 -> [35, 77, 119, 162, 204]; n=212 -> 0..211."""
+    if not 1 <= sample_size <= feat_len:
+        raise DataError(f"feat_frames must be between 1 and {feat_len}, got {sample_size}")
+    idx = np.linspace(0, feat_len, sample_size, dtype=np.int32, endpoint=False)
+    return idx + feat_len // (sample_size + 1)
+
+
+def sample_feats(feats: np.ndarray, feat_frames: int | None) -> np.ndarray:
+    """The condition the transformer sees: `[215, D] -> [feat_frames, D]` (None keeps all 215 frames).
+
+    Reference order: pad/trim to 215, centre-crop to 212 (`CropFeats`), then `ResampleFrames(feat_frames)`."""
+    if feat_frames is None:
+        return feats
+    cropped = feat_center_crop(feats, FEAT_CROP)
+    return cropped[resample_indices(cropped.shape[0], feat_frames)]
+
+
+class ShardDataset(Dataset):
+    """One split of a shard folder. Items are dicts with the requested `fields`:
+
+    `mel` Tensor[80, 848] on [0, 1] (`mel_crop` "center"/"random"; None keeps all 860 frames),
+    `feats` Tensor[F, D] (F = 215 or `feat_frames`), `wav` Tensor[220500] float32, `label` int64 tensor,
+    `id` str, `split` str, `source` str, `has_audio` bool, and always `index` (position in this dataset).
+    Clips without an audio track are left out when `mel` or `wav` is requested (`require_audio=None`).
+    A random mel crop does not move the features (the reference drew them independently and its configs
+    disable random crops for the condition).
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "train", fields: Sequence[str] = ("mel", "feats", "label", "wav", "id"),
+                 mel_crop: str | None = "center", feat_frames: int | None = None, extractor: str | None = None,
+                 require_audio: bool | None = None, seed: int | None = None):
+        self.root = Path(root)
+        self.manifest = shards.read_manifest(self.root)
+        if split not in shards.SPLITS:
+            raise DataError(f"split must be one of {shards.SPLITS}, got {split!r}")
+        unknown = [f for f in fields if f not in FIELDS]
+        if unknown:
+            raise DataError(f"unknown dataset field(s) {unknown}; choose from {FIELDS}")
+        if mel_crop not in ("center", "random", None):
+            raise DataError(f"mel_crop must be 'center', 'random' or None, got {mel_crop!r}")
+        if feat_frames is not None:
+            resample_indices(FEAT_CROP, feat_frames)  # validates the range
+        self.split, self.fields, self.mel_crop, self.feat_frames = split, tuple(fields), mel_crop, feat_frames
+        self.classes: list[str] = list(self.manifest["classes"])
+        self.extractor = self._pick_extractor(extractor) if "feats" in self.fields else extractor
+        self.feat_dim = self.manifest["extractors"][self.extractor]["dim"] if self.extractor else None
+        if require_audio is None:
+            require_audio = "mel" in self.fields or "wav" in self.fields
+        self._files = [self.root / s["file"] for s in self.manifest["shards"]]
+        self._rows = self._index(require_audio)
+        self._handles: dict[int, Any] = {}
+        self._pid = -1
+        self._gen = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def _pick_extractor(self, name: str | None) -> str:
+        available = list(self.manifest["extractors"])
+        if not available:
+            raise DataError(f"{self.root} holds no visual features")
+        if name is None:
+            return available[0]
+        if name not in available:
+            raise DataError(f"{self.root} has no {name!r} features (available: {', '.join(available)})")
+        return name
+
+    def _index(self, require_audio: bool) -> np.ndarray:
+        """`int64[N, 2]` (shard number, row) of the clips in this split, in shard/row order."""
+        rows = []
+        for k, path in enumerate(self._files):
+            with shards.open_shard(path) as f:
+                split = np.array(shards._strings(f["split"]))
+                keep = split == self.split
+                if require_audio:
+                    keep &= f["has_audio"][()]
+                rows.extend((k, int(r)) for r in np.flatnonzero(keep))
+        return np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _handle(self, k: int):
+        if self._pid != os.getpid():  # a new process (fork): never reuse the parent's handles
+            self._handles, self._pid = {}, os.getpid()
+        if k not in self._handles:
+            self._handles[k] = shards.open_shard(self._files[k])
+        return self._handles[k]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        k, r = self._rows[index]
+        f = self._handle(int(k))
+        item: dict[str, Any] = {"index": int(index)}
+        for name in self.fields:
+            if name == "mel":
+                mel = torch.from_numpy(f["mel"][r])
+                item["mel"] = mel if self.mel_crop is None else crop_frames(mel, SPEC.model_frames, self.mel_crop, self._gen)
+            elif name == "feats":
+                feats = sample_feats(f["feats"][self.extractor][r], self.feat_frames)
+                item["feats"] = torch.from_numpy(np.ascontiguousarray(feats))
+            elif name == "wav":
+                item["wav"] = torch.from_numpy(shards.decode_wav(f["wav"][r]))
+            elif name == "label":
+                item["label"] = torch.tensor(int(f["label"][r]), dtype=torch.int64)
+            elif name == "has_audio":
+                item["has_audio"] = bool(f["has_audio"][r])
+            else:  # id, split, source
+                v = f[name][r]
+                item[name] = v.decode("utf-8") if isinstance(v, bytes) else str(v)
+        return item
+
+    def close(self) -> None:
+        for h in self._handles.values():
+            h.close()
+        self._handles = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # spawn-based workers pickle the dataset: drop open handles
+        state = dict(self.__dict__)
+        state["_handles"], state["_pid"] = {}, -1
+        return state
+
+
+_LIST_FIELDS = ("id", "split", "source", "has_audio")
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors (and `index`) like `default_collate`, but keep strings (`id`, ...) as plain lists."""
+    out: dict[str, Any] = {}
+    for key in batch[0]:
+        values = [b[key] for b in batch]
+        out[key] = values if key in _LIST_FIELDS else default_collate(values)
+    return out

@@ -1,0 +1,480 @@
+"""HDF5 dataset shards: the one on-disk dataset format every training stage reads.
+
+A dataset folder holds `shard_<i>-of-<n>.h5` files, `manifest.json` (a summary rebuilt from the shards) and
+`failures.jsonl` (clips that could not be used, with the reason). data/README.md documents the layout.
+Each shard stores row-aligned datasets (row r of every dataset is clip r):
+
+    id      str [N]             clip id (unique in the folder), e.g. "dog/video_02677"
+    split   str [N]             "train" | "valid" | "test"
+    source  str [N]             where the clip came from (relative video path, or "" for ingested features)
+    label   int64 [N]           index into the folder's class list, -1 when unlabelled
+    has_audio bool [N]          False for a video without an audio track (then mel and wav are all zeros)
+    mel     float32 [N, 80, 860]  the paper's [0, 1] log-mel (`audio.spec.clip_mel`)
+    wav     int16 [N, 220500]   (default; value = round(x * 32767), clipped) or float32, see attr `wav_dtype`
+    feats/<extractor> float32 [N, 215, D]
+    classes str [C]             class names (the same list in every shard of a folder)
+    failures str [K]            one JSON object per failed clip: {"id", "source", "reason"}
+
+Root attributes: `format`, `format_version`, `vgs_version`, `spec` (JSON of `SPEC.to_dict()`), `extractors`
+(JSON `{name: {"dim": D, ...settings}}`), `wav_dtype`, `shard_index`, `num_shards`, `settings` (JSON of the
+producer's other settings: loop/pad mode, ...), `command`, `created`. `open_shard` refuses a shard whose
+format or spectrogram settings differ from this vgs (`DataError`), so mels of another STFT never mix in.
+
+Writer API (also for code that already has features, e.g. the official VAS/VGGSound ingestion):
+
+    with ShardWriter(path, classes=[...], extractors={"resnet50": {"dim": 2048, ...}}) as w:
+        w.add(ClipRecord(id=..., split="train", mel=mel, feats={"resnet50": f}, wav=wav, label=3))
+        w.add_failure("dog/x", "no video stream", source="dog/x.mp4")
+    # the file appears (atomically renamed) only when the block succeeds
+
+    write_clips(root, records, classes=..., extractors=..., num_shards=4)   # assigns by `shard_of(id, n)`
+    build_manifest(root)                                                   # rewrite manifest/failures
+
+Shards are immutable once written; a folder is (re)summarised from whatever shards exist, so shards made on
+different machines (`shard_of` is deterministic) can simply be copied together and `build_manifest` run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from vgs_cli import __version__
+from vgs_cli.config.spec import SPEC, SpecConfig
+from vgs_cli.errors import DataError
+from vgs_cli.fsutil import atomic_path, write_json
+
+FORMAT = "vgs-shard"
+FORMAT_VERSION = 1
+SPLITS = ("train", "valid", "test")
+WAV_DTYPES = ("int16", "float32")
+INT16_SCALE = 32767.0
+MANIFEST = "manifest.json"
+FAILURES = "failures.jsonl"
+_SHARD_RE = re.compile(r"^shard_(\d+)-of-(\d+)\.h5$")
+
+
+def shard_name(index: int, num_shards: int) -> str:
+    return f"shard_{index}-of-{num_shards}.h5"
+
+
+def _hash_int(text: str) -> int:
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:12], 16)
+
+
+def shard_of(clip_id: str, num_shards: int) -> int:
+    """The shard a clip belongs to: a hash of its id, so every machine agrees without seeing the others."""
+    return _hash_int(clip_id) % num_shards
+
+
+def hash_split(clip_id: str, valid_pct: int = 10, test_pct: int = 10) -> str:
+    """Deterministic split from the clip id (about 80/10/10): same id, same split, on any machine."""
+    bucket = _hash_int("split:" + clip_id) % 100
+    if bucket < 100 - valid_pct - test_pct:
+        return "train"
+    return "valid" if bucket < 100 - test_pct else "test"
+
+
+@dataclass
+class ClipRecord:
+    """One clip ready to store. `wav` None means "no audio track" (mel must then be zeros too)."""
+
+    id: str
+    split: str
+    mel: np.ndarray  # float32 [80, 860] on [0, 1]
+    feats: dict[str, np.ndarray] = field(default_factory=dict)  # name -> float32 [215, D]
+    wav: np.ndarray | None = None  # float32 [220500] on about [-1, 1]
+    label: int = -1
+    source: str = ""
+
+
+def encode_wav(wav: np.ndarray, wav_dtype: str) -> np.ndarray:
+    """float waveform -> stored dtype (int16 rounds and clips to [-1, 1])."""
+    if wav_dtype == "float32":
+        return np.asarray(wav, dtype=np.float32)
+    return np.round(np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0) * INT16_SCALE).astype(np.int16)
+
+
+def decode_wav(stored: np.ndarray) -> np.ndarray:
+    """Stored row(s) -> float32 on [-1, 1]."""
+    if stored.dtype == np.int16:
+        return stored.astype(np.float32) / INT16_SCALE
+    return np.asarray(stored, dtype=np.float32)
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+class ShardWriter:
+    """Write one shard into a temp file; it is renamed to `path` only by a successful `close()`.
+
+    `extractors` maps each feature name to its settings (must include `dim`); every record must carry
+    exactly those features. Usable as a context manager (an exception discards the temp file).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, classes: list[str] | tuple[str, ...] = (),
+                 extractors: dict[str, dict[str, Any]] | None = None, spec: SpecConfig = SPEC,
+                 wav_dtype: str = "int16", shard_index: int = 0, num_shards: int = 1,
+                 settings: dict[str, Any] | None = None, command: str = ""):
+        if wav_dtype not in WAV_DTYPES:
+            raise DataError(f"wav_dtype must be one of {WAV_DTYPES}, got {wav_dtype!r}")
+        self.extractors = {k: dict(v) for k, v in (extractors or {}).items()}
+        for name, st in self.extractors.items():
+            if not isinstance(st.get("dim"), int) or st["dim"] <= 0:
+                raise DataError(f"extractor {name!r}: settings must include a positive integer 'dim'")
+        self.path, self.spec, self.wav_dtype = Path(path), spec, wav_dtype
+        self.classes = list(classes)
+        self._ids: set[str] = set()
+        self._failures: list[str] = []
+        self._ctx = atomic_path(self.path)
+        self._tmp = self._ctx.__enter__()
+        self._f = _h5py().File(self._tmp, "w")
+        self._init_file(shard_index, num_shards, settings or {}, command)
+
+    def _init_file(self, shard_index: int, num_shards: int, settings: dict, command: str) -> None:
+        h5py, f, sp = _h5py(), self._f, self.spec
+        f.attrs.update({
+            "format": FORMAT, "format_version": FORMAT_VERSION, "vgs_version": __version__,
+            "spec": json.dumps(sp.to_dict(), sort_keys=True), "extractors": json.dumps(self.extractors, sort_keys=True),
+            "wav_dtype": self.wav_dtype, "shard_index": int(shard_index), "num_shards": int(num_shards),
+            "settings": json.dumps(settings, sort_keys=True), "command": command,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        })
+        text = h5py.string_dtype()
+        f.create_dataset("classes", data=np.array(self.classes, dtype=object), dtype=text)
+        for name in ("id", "split", "source"):
+            f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=text, chunks=(256,))
+        f.create_dataset("label", shape=(0,), maxshape=(None,), dtype="int64", chunks=(256,))
+        f.create_dataset("has_audio", shape=(0,), maxshape=(None,), dtype="bool", chunks=(256,))
+        # One clip per chunk: the Dataset reads single clips at random.
+        f.create_dataset("mel", shape=(0, sp.n_mels, sp.stored_frames), maxshape=(None, sp.n_mels, sp.stored_frames),
+                         dtype="float32", chunks=(1, sp.n_mels, sp.stored_frames))
+        f.create_dataset("wav", shape=(0, sp.num_samples), maxshape=(None, sp.num_samples), dtype=self.wav_dtype,
+                         chunks=(1, sp.num_samples))
+        grp = f.create_group("feats")
+        n = sp.num_video_frames
+        for name, st in self.extractors.items():
+            grp.create_dataset(name, shape=(0, n, st["dim"]), maxshape=(None, n, st["dim"]), dtype="float32",
+                               chunks=(1, n, st["dim"]))
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def _check(self, rec: ClipRecord) -> None:
+        sp = self.spec
+        if rec.id in self._ids:
+            raise DataError(f"clip {rec.id!r} added twice to {self.path.name}")
+        if rec.split not in SPLITS:
+            raise DataError(f"clip {rec.id!r}: split must be one of {SPLITS}, got {rec.split!r}")
+        if int(rec.label) != -1 and not 0 <= int(rec.label) < len(self.classes):
+            raise DataError(f"clip {rec.id!r}: label {rec.label} is outside the {len(self.classes)} classes")
+        if tuple(np.shape(rec.mel)) != (sp.n_mels, sp.stored_frames):
+            raise DataError(f"clip {rec.id!r}: mel must be [{sp.n_mels}, {sp.stored_frames}], got {np.shape(rec.mel)}")
+        if rec.wav is not None and tuple(np.shape(rec.wav)) != (sp.num_samples,):
+            raise DataError(f"clip {rec.id!r}: wav must be [{sp.num_samples}], got {np.shape(rec.wav)}")
+        if set(rec.feats) != set(self.extractors):
+            raise DataError(f"clip {rec.id!r}: features {sorted(rec.feats)} != shard's {sorted(self.extractors)}")
+        for name, arr in rec.feats.items():
+            want = (sp.num_video_frames, self.extractors[name]["dim"])
+            if tuple(np.shape(arr)) != want:
+                raise DataError(f"clip {rec.id!r}: feats[{name}] must be {list(want)}, got {list(np.shape(arr))}")
+
+    def add(self, rec: ClipRecord) -> None:
+        """Append one clip (validated: shapes, split, label range, feature names)."""
+        self._check(rec)
+        f, r = self._f, len(self._ids)
+        for name in ("id", "split", "source", "label", "has_audio", "mel", "wav", *(f"feats/{k}" for k in self.extractors)):
+            f[name].resize(r + 1, axis=0)
+        f["id"][r], f["split"][r], f["source"][r] = rec.id, rec.split, rec.source
+        f["label"][r] = int(rec.label)
+        f["has_audio"][r] = rec.wav is not None
+        f["mel"][r] = np.asarray(rec.mel, dtype=np.float32)
+        wav = np.zeros(self.spec.num_samples, np.float32) if rec.wav is None else rec.wav
+        f["wav"][r] = encode_wav(wav, self.wav_dtype)
+        for name, arr in rec.feats.items():
+            f[f"feats/{name}"][r] = np.asarray(arr, dtype=np.float32)
+        self._ids.add(rec.id)
+
+    def add_failure(self, clip_id: str, reason: str, source: str = "") -> None:
+        """Record a clip that could not be used (listed in failures.jsonl by `build_manifest`)."""
+        self._failures.append(json.dumps({"id": clip_id, "source": source, "reason": reason}))
+
+    def close(self) -> Path:
+        """Finish the file and move it into place."""
+        if self._f is None:
+            return self.path
+        self._f.create_dataset("failures", data=np.array(self._failures, dtype=object), dtype=_h5py().string_dtype())
+        self._f.close()
+        self._f = None
+        self._ctx.__exit__(None, None, None)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temp file; `path` is left as it was."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+            try:
+                self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            except RuntimeError:
+                pass
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+def shard_files(root: str | os.PathLike) -> list[Path]:
+    """Shard files in a folder, ordered by index."""
+    root = Path(root)
+    found = [(int(m.group(1)), p) for p in root.glob("shard_*-of-*.h5") if (m := _SHARD_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def _attr_json(f, key: str, default: Any) -> Any:
+    raw = f.attrs.get(key)
+    return default if raw is None else json.loads(raw)
+
+
+def _strings(ds) -> list[str]:
+    return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in ds[()]]
+
+
+def open_shard(path: str | os.PathLike, spec: SpecConfig = SPEC):
+    """Open a shard read-only after checking its format and spectrogram settings (`DataError` otherwise)."""
+    path = Path(path)
+    h5py = _h5py()
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, FileNotFoundError) as exc:
+        raise DataError(f"cannot open shard {path}: {str(exc).splitlines()[0]}") from None
+    try:
+        check_shard_attrs(f, path, spec)
+    except DataError:
+        f.close()
+        raise
+    return f
+
+
+def check_shard_attrs(f, path: Path, spec: SpecConfig = SPEC) -> None:
+    if f.attrs.get("format") != FORMAT:
+        raise DataError(f"{path} is not a vgs shard (format {f.attrs.get('format')!r})")
+    if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
+        raise DataError(f"{path}: shard format version {f.attrs.get('format_version')} is not supported "
+                        f"(this vgs reads version {FORMAT_VERSION}); re-run vgs prepare")
+    theirs = _attr_json(f, "spec", {})
+    ours = spec.to_dict()
+    diff = [f"{k} {theirs.get(k)!r} != {ours[k]!r}" for k in ours if theirs.get(k) != ours[k]]
+    if diff:
+        raise DataError(f"{path} was made with other spectrogram settings ({'; '.join(diff[:3])}); "
+                        "re-run vgs prepare with this version")
+
+
+def shard_info(path: str | os.PathLike, spec: SpecConfig = SPEC) -> dict[str, Any]:
+    """Summary of one shard: settings, clip counts per split, classes, failures (reads no big arrays)."""
+    with open_shard(path, spec) as f:
+        splits = _strings(f["split"])
+        return {
+            "file": Path(path).name,
+            "shard_index": int(f.attrs["shard_index"]), "num_shards": int(f.attrs["num_shards"]),
+            "clips": len(splits), "splits": {s: splits.count(s) for s in SPLITS},
+            "no_audio": int(len(splits) - int(np.sum(f["has_audio"][()]))),
+            "classes": _strings(f["classes"]),
+            "extractors": _attr_json(f, "extractors", {}), "spec": _attr_json(f, "spec", {}),
+            "settings": _attr_json(f, "settings", {}), "wav_dtype": str(f.attrs["wav_dtype"]),
+            "vgs_version": str(f.attrs["vgs_version"]), "command": str(f.attrs.get("command", "")),
+            "created": str(f.attrs.get("created", "")),
+            "failures": [json.loads(s) for s in _strings(f["failures"])],
+            "ids": _strings(f["id"]),
+        }
+
+
+# ----------------------------------------------------------------------------------------- manifest
+
+def _same(infos: list[dict[str, Any]], key: str, root: Path) -> Any:
+    first = infos[0][key]
+    for info in infos[1:]:
+        if info[key] != first:
+            raise DataError(f"{root}: shards {infos[0]['file']} and {info['file']} differ in {key}; "
+                            "a folder must hold shards of one preparation")
+    return first
+
+
+def collect_manifest(root: str | os.PathLike, spec: SpecConfig = SPEC) -> dict[str, Any]:
+    """Summarise every shard in `root` (without writing anything). Raises DataError for mixed folders."""
+    root = Path(root)
+    files = shard_files(root)
+    if not files:
+        raise DataError(f"{root}: no shard_<i>-of-<n>.h5 files (run `vgs prepare` first)")
+    infos = [shard_info(p, spec) for p in files]
+    num_shards = _same(infos, "num_shards", root)
+    for key in ("classes", "extractors", "wav_dtype", "settings"):
+        _same(infos, key, root)
+    seen: dict[str, str] = {}
+    for info in infos:
+        for cid in info.pop("ids"):
+            if cid in seen:
+                raise DataError(f"{root}: clip {cid!r} is in both {seen[cid]} and {info['file']}")
+            seen[cid] = info["file"]
+    present = {i["shard_index"] for i in infos}
+    failures = [fl for i in infos for fl in i["failures"]]
+    return {
+        "format": "vgs-shards", "format_version": FORMAT_VERSION, "vgs_version": infos[0]["vgs_version"],
+        "created": max(i["created"] for i in infos), "command": infos[-1]["command"],
+        "num_shards": num_shards, "missing_shards": [i for i in range(num_shards) if i not in present],
+        "shards": [{"file": i["file"], "clips": i["clips"], "splits": i["splits"], "failures": len(i["failures"])}
+                   for i in infos],
+        "clips": sum(i["clips"] for i in infos),
+        "splits": {s: sum(i["splits"][s] for i in infos) for s in SPLITS},
+        "no_audio": sum(i["no_audio"] for i in infos), "failures": len(failures),
+        "classes": infos[0]["classes"], "spec": infos[0]["spec"], "extractors": infos[0]["extractors"],
+        "wav_dtype": infos[0]["wav_dtype"], "settings": infos[0]["settings"], "_failures": failures,
+    }
+
+
+def build_manifest(root: str | os.PathLike, spec: SpecConfig = SPEC) -> dict[str, Any]:
+    """(Re)write `manifest.json` and `failures.jsonl` from the shards present; returns the manifest."""
+    root = Path(root)
+    manifest = collect_manifest(root, spec)
+    failures = manifest.pop("_failures")
+    with atomic_path(root / FAILURES) as tmp:
+        tmp.write_text("".join(json.dumps(fl) + "\n" for fl in failures))
+    write_json(root / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(root: str | os.PathLike, spec: SpecConfig = SPEC) -> dict[str, Any]:
+    """The folder summary: `classes`, `splits` (counts), `spec`, `extractors` ({name: {dim, ...}}), `vgs_version`,
+    `shards`, `failures`, ... `manifest.json` is used when it lists exactly the shard files present; otherwise
+    (shards added by another machine, manifest missing) it is rebuilt from the shards in memory."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"no such dataset folder: {root}")
+    path = root / MANIFEST
+    on_disk = [p.name for p in shard_files(root)]
+    if path.is_file():
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} is not valid JSON ({exc}); rebuild it with `vgs prepare manifest {root}`") from None
+        if [s["file"] for s in manifest.get("shards", [])] == on_disk:
+            if manifest.get("spec") != spec.to_dict():
+                raise DataError(f"{root} was made with other spectrogram settings; re-run vgs prepare")
+            return manifest
+    manifest = collect_manifest(root, spec)
+    manifest.pop("_failures")
+    return manifest
+
+
+def read_failures(root: str | os.PathLike) -> list[dict[str, Any]]:
+    """Entries of failures.jsonl (empty when the file is absent)."""
+    path = Path(root) / FAILURES
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def shard_ids(path: str | os.PathLike) -> tuple[set[str], set[str]]:
+    """(stored clip ids, failed clip ids) of one shard: what a resumed preparation can skip."""
+    with open_shard(path) as f:
+        failed = {json.loads(s)["id"] for s in _strings(f["failures"])}
+        return set(_strings(f["id"])), failed
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+def write_clips(root: str | os.PathLike, records: Iterable[ClipRecord | tuple[str, str, str]], *,
+                classes: list[str] | tuple[str, ...] = (), extractors: dict[str, dict[str, Any]] | None = None,
+                num_shards: int = 1, wav_dtype: str = "int16", settings: dict[str, Any] | None = None,
+                command: str = "") -> dict[str, Any]:
+    """Write already-computed clips into `root` as `num_shards` shards (clip -> `shard_of(id, n)`), then the
+    manifest. A record may also be a failure tuple `(id, reason, source)`. Shards already present in `root`
+    are kept and their clips skipped (resume); other shards are written atomically when the input ends."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if num_shards < 1:
+        raise DataError(f"num_shards must be >= 1, got {num_shards}")
+    done = {i for i in range(num_shards) if (root / shard_name(i, num_shards)).is_file()}
+    writers: dict[int, ShardWriter] = {}
+    try:
+        for rec in records:
+            cid = rec.id if isinstance(rec, ClipRecord) else rec[0]
+            i = shard_of(cid, num_shards)
+            if i in done:
+                continue
+            if i not in writers:
+                writers[i] = ShardWriter(root / shard_name(i, num_shards), classes=classes, extractors=extractors,
+                                         wav_dtype=wav_dtype, shard_index=i, num_shards=num_shards,
+                                         settings=settings, command=command)
+            if isinstance(rec, ClipRecord):
+                writers[i].add(rec)
+            else:
+                writers[i].add_failure(rec[0], rec[1], rec[2] if len(rec) > 2 else "")
+        for i in range(num_shards):  # empty shards too, so the folder is complete
+            if i not in done and i not in writers:
+                writers[i] = ShardWriter(root / shard_name(i, num_shards), classes=classes, extractors=extractors,
+                                         wav_dtype=wav_dtype, shard_index=i, num_shards=num_shards,
+                                         settings=settings, command=command)
+        for w in writers.values():
+            w.close()
+    finally:
+        for w in writers.values():
+            w.abort()
+    return build_manifest(root)
+
+
+def iter_clips(root: str | os.PathLike, split: str | None = None,
+               fields: tuple[str, ...] = ("id", "split", "label", "mel", "feats", "wav")) -> Iterator[dict[str, Any]]:
+    """Yield every stored clip as a dict of numpy arrays/values (`feats` is `{name: float32[215, D]}`,
+    `wav` float32), shard by shard in row order; `split` filters."""
+    for path in shard_files(root):
+        with open_shard(path) as f:
+            splits = _strings(f["split"])
+            ids = _strings(f["id"])
+            for r, s in enumerate(splits):
+                if split is not None and s != split:
+                    continue
+                yield read_row(f, r, fields, ids=ids, splits=splits)
+
+
+def read_row(f, r: int, fields: tuple[str, ...], ids: list[str] | None = None,
+             splits: list[str] | None = None) -> dict[str, Any]:
+    """Row `r` of an open shard as numpy values."""
+    out: dict[str, Any] = {}
+    for name in fields:
+        if name == "id":
+            out["id"] = ids[r] if ids is not None else _strings(f["id"])[r]
+        elif name == "split":
+            out["split"] = splits[r] if splits is not None else _strings(f["split"])[r]
+        elif name == "source":
+            v = f["source"][r]
+            out["source"] = v.decode("utf-8") if isinstance(v, bytes) else str(v)
+        elif name in ("label", "has_audio"):
+            out[name] = f[name][r].item()
+        elif name == "mel":
+            out["mel"] = f["mel"][r]
+        elif name == "wav":
+            out["wav"] = decode_wav(f["wav"][r])
+        elif name == "feats":
+            out["feats"] = {k: f["feats"][k][r] for k in f["feats"]}
+        else:
+            raise DataError(f"unknown shard field {name!r}")
+    return out
