@@ -200,8 +200,8 @@ class ShardWriter:
         f["label"][r] = int(rec.label)
         f["has_audio"][r] = rec.wav is not None
         f["mel"][r] = np.asarray(rec.mel, dtype=np.float32)
-        wav = np.zeros(self.spec.num_samples, np.float32) if rec.wav is None else rec.wav
-        f["wav"][r] = encode_wav(wav, self.wav_dtype)
+        if rec.wav is not None and np.any(rec.wav):  # unwritten chunks read back as 0 and take no disk space
+            f["wav"][r] = encode_wav(rec.wav, self.wav_dtype)
         for name, arr in rec.feats.items():
             f[f"feats/{name}"][r] = np.asarray(arr, dtype=np.float32)
         self._ids.add(rec.id)
