@@ -5,6 +5,23 @@ gradient accumulation, clipping, LR schedule, validation cadence, checkpoints (l
 keep-last-N, resume with RNG), metrics.jsonl, progress bar, rank-0-only writing.
 
 A task owns: its config, its models and optimisers, what one step computes, and what validation measures.
+
+Rules the trainer (`train/trainer.py`) relies on:
+- `train_step` receives the models as the trainer holds them: trainable ones DDP-wrapped under torchrun.
+  `ctx.backward(name, loss)` puts gradients ONLY into optimiser `name`'s parameters (autograd `inputs=`),
+  so a generator loss never leaks into the discriminator. Under DDP, a module that the current backward
+  does not update must be called through `ctx.unwrap(models[...])` in that forward (e.g. the discriminator
+  inside the generator loss), otherwise DDP waits for gradients that never come. Call `ctx.backward` at
+  most once per optimiser per micro-batch. Losses are divided by `grad_accum` by the trainer, not by you.
+- Models without trainable parameters (frozen perceptual nets, a frozen codebook) are kept in eval mode
+  and never saved in the train state; the others are switched to train mode before each step.
+- `eval_step` and `on_validation_end` receive the UNWRAPPED models already in eval mode, under
+  `torch.no_grad()` and the configured autocast; the RNG streams are restored after validation.
+- Optional hooks/attributes (missing = default): `valid_dataset` (None: no validation), `summarize_eval`,
+  `on_validation_end`, `checkpoint_extra` ({}), `best_metric` ("" = no best.ckpt), `best_mode` ("min"),
+  `find_unused_parameters` (False).
+- The learning rate of every param group is `initial_lr * schedule(step)`, set before each step; build
+  each optimiser with its base lr (`train.lr` or your own per-optimiser value).
 """
 
 from __future__ import annotations
@@ -22,6 +39,7 @@ class StepContext(Protocol):
     step: int  # optimiser steps completed so far
     device: torch.device
     world_size: int
+    boundary: bool  # True on the last micro-batch of an accumulation window (when backward steps)
 
     def autocast(self) -> Any:
         """Context manager for the forward pass in the configured precision."""
