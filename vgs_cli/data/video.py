@@ -159,10 +159,11 @@ def _even_frames(frames: np.ndarray) -> np.ndarray:
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = SPEC.fps, wav: np.ndarray | None = None,
                 sr: int = SPEC.sample_rate, crf: int = 18, preset: str = "ultrafast",
-                audio_bitrate: str = "128k") -> Path:
+                audio_bitrate: str = "128k", aac_coder: str = "twoloop") -> Path:
     """Atomically write `frames: uint8[N, H, W, 3]` (RGB) as H.264/yuv420p (+ `wav: float32[S]` as AAC) mp4.
 
-    Odd frame sizes are padded by one edge pixel (H.264 4:2:0 needs even sizes).
+    Odd frame sizes are padded by one edge pixel (H.264 4:2:0 needs even sizes). `aac_coder="fast"` encodes
+    audio ~2.5x faster at about twice the (still small) coding error; the synthetic dataset uses it.
     """
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
@@ -175,7 +176,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = SPEC.f
                 "-i", "pipe:0"]
         if wav is not None:
             wav_path = write_wav(Path(tmpdir) / "audio.wav", np.asarray(wav, dtype=np.float32), sr, subtype="FLOAT")
-            args += ["-i", str(wav_path), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", audio_bitrate]
+            args += ["-i", str(wav_path), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", audio_bitrate,
+                     "-aac_coder", aac_coder]
         args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
                  "-f", muxer_for(path), str(tmp)]
         proc = run_ffmpeg(args, stdin=frames.tobytes())
