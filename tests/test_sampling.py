@@ -168,3 +168,12 @@ def test_feature_window_cuts_and_resamples_like_the_reference():
     assert one[0, :, 0].tolist() == [1 + 106]
     tail = feature_window(feats, start_step=40, feat_frames=212)  # frames 161.. run out at 300
     assert tail[0, 300 - 161:].abs().sum() == 0 and tail[0, 300 - 162, 0] == 299
+
+
+def test_feature_window_at_start_matches_the_training_dataset():
+    from vgs_cli.data.dataset import sample_feats
+
+    clip = torch.randn(215, 3)
+    for frames in (1, 5, 212):
+        expected = torch.from_numpy(sample_feats(clip.numpy(), frames))
+        torch.testing.assert_close(feature_window(clip[None], 0, frames)[0], expected)

@@ -1,0 +1,68 @@
+"""GPT sampling speed at paper size (24 layers x 1024, 16 heads, vocab 1024, 212-frame 2048-d condition).
+
+With the KV cache each new token runs the network on one position; without it (the reference's loop) every
+token re-runs the whole sequence, 212 condition frames included. The no-cache run is bounded to its first
+NO_CACHE_TOKENS tokens; the full-clip figure is extrapolated assuming cost proportional to the positions fed
+(the matmuls dominate; attention's quadratic part is small at these lengths).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from vgs_cli.config.transformer import GPTConfig
+from vgs_cli.models.gpt import GPT
+from vgs_cli.models.sampling import sample, sample_next
+
+CACHED_TOKENS = 64
+NO_CACHE_TOKENS = 20
+
+
+def _cached(model: GPT, feats: torch.Tensor, gen: torch.Generator) -> tuple[float, float]:
+    """(prefill seconds, steady-state seconds per token) for one sequence."""
+    cache = model.new_cache(1)
+    t0 = time.perf_counter()
+    logits = model(torch.zeros(1, 0, dtype=torch.long), feats, kv_cache=cache)[:, -1]
+    tok = sample_next(logits, generator=gen)
+    t1 = time.perf_counter()
+    for _ in range(CACHED_TOKENS):
+        logits = model(tok[:, None], kv_cache=cache)[:, -1]
+        tok = sample_next(logits, generator=gen)
+    t2 = time.perf_counter()
+    return t1 - t0, (t2 - t1) / CACHED_TOKENS
+
+
+def rows() -> list[tuple[str, float, str]]:
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=1024, feat_frames=212, feat_dim=2048, condition="feats")
+    model = GPT(cfg).eval()
+    feats = torch.randn(1, cfg.feat_frames, cfg.feat_dim)
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        prefill_s, step_s = _cached(model, feats, gen)
+        t0 = time.perf_counter()
+        sample(model, feats, num_tokens=NO_CACHE_TOKENS, use_cache=False, generator=gen)
+        nocache_total = time.perf_counter() - t0
+    n, c = cfg.num_tokens, cfg.cond_len
+    nocache_tok_s = NO_CACHE_TOKENS / nocache_total
+    # positions fed by the no-cache loop: token i runs on the condition + i tokens
+    per_position = nocache_total / sum(c + i for i in range(NO_CACHE_TOKENS))
+    nocache_clip = per_position * sum(c + i for i in range(n))
+    cached_clip = prefill_s + (n - 1) * step_s
+    return [
+        ("paper GPT parameters", float(sum(p.numel() for p in model.parameters())), "params"),
+        ("cached: prefill of the 212-frame condition", prefill_s, "s"),
+        (f"cached: tokens/s (steady state, {CACHED_TOKENS} tokens)", 1.0 / step_s, "tok/s"),
+        (f"no cache: tokens/s (first {NO_CACHE_TOKENS} tokens)", nocache_tok_s, "tok/s"),
+        (f"cache speed-up per token (first {NO_CACHE_TOKENS} positions)", (1.0 / step_s) / nocache_tok_s, "x"),
+        ("cached: one 265-token clip (prefill + measured rate)", cached_clip, "s"),
+        (f"no cache: one 265-token clip (extrapolated from {NO_CACHE_TOKENS} tokens)", nocache_clip, "s"),
+        ("cache speed-up for a whole clip (extrapolated)", nocache_clip / cached_clip, "x"),
+    ]
+
+
+if __name__ == "__main__":
+    for row in rows():
+        print(*row, sep="\t")
