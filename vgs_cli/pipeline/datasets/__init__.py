@@ -1,0 +1,85 @@
+"""The paper's datasets: VAS and VGGSound downloaded, prepared with the official splits, or ingested
+from the official precomputed features. Shared here: class lists, vendored split lists, clip names.
+
+Class index = position in the sorted list of class names, as in the reference (`sorted(set(...))` in
+specvqgan/data/vas.py and vggsound.py). VAS: baby 0, cough 1, dog 2, drum 3, fireworks 4, gun 5, hammer 6,
+sneeze 7. VGGSound: the 309 sorted unique labels of vggsound.csv.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import re
+from importlib import resources
+
+import numpy as np
+
+from vgs_cli.config.spec import SPEC
+from vgs_cli.errors import DataError
+
+VAS_CLASSES: tuple[str, ...] = ("baby", "cough", "dog", "drum", "fireworks", "gun", "hammer", "sneeze")
+VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
+SPLIT_FILES = ("vas_train", "vas_valid", "vggsound_train", "vggsound_valid", "vggsound_test")
+_CLIP_RE = re.compile(r"^(?P<ytid>.+)_(?P<start>\d+)_(?P<end>\d+)$")
+
+
+@functools.lru_cache(maxsize=8)
+def load_split(name: str) -> tuple[str, ...]:
+    """A vendored official split list (`vas_train`, ..., `vggsound_test`), one clip name per entry.
+
+    VAS names look like `dog/video_02677`, VGGSound names like `--0PQM4-hqg_30000_40000`.
+    """
+    if name not in SPLIT_FILES:
+        raise DataError(f"unknown split list {name!r} (known: {', '.join(SPLIT_FILES)})")
+    ref = resources.files("vgs_cli.resources").joinpath("splits", f"{name}.txt.gz")
+    with ref.open("rb") as fh:
+        text = gzip.decompress(fh.read()).decode("utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def split_lookup(dataset: str, splits: tuple[str, ...] = ("train", "valid")) -> dict[str, str]:
+    """`{clip name: split}` from the vendored lists of `dataset` ("vas" or "vggsound")."""
+    table: dict[str, str] = {}
+    for split in splits:
+        for name in load_split(f"{dataset}_{split}"):
+            table[name] = split
+    return table
+
+
+def vas_label(cls: str) -> int:
+    """VAS class name -> index (sorted order, as the reference)."""
+    try:
+        return VAS_CLASSES.index(cls)
+    except ValueError:
+        raise DataError(f"unknown VAS class {cls!r} (known: {', '.join(VAS_CLASSES)})") from None
+
+
+def clip_name(ytid: str, start_s: float, duration_s: float = SPEC.duration_s) -> str:
+    """VGGSound clip name `<ytid>_<start_ms>_<end_ms>` (the official features' file stem)."""
+    start_ms = int(round(float(start_s) * 1000))
+    return f"{ytid}_{start_ms}_{start_ms + int(round(duration_s * 1000))}"
+
+
+def parse_clip_name(name: str) -> tuple[str, int, int]:
+    """`<ytid>_<start_ms>_<end_ms>` -> (ytid, start_ms, end_ms); YouTube ids may contain `_` themselves."""
+    m = _CLIP_RE.match(name)
+    if m is None:
+        raise DataError(f"{name!r} is not a VGGSound clip name like <ytid>_<start_ms>_<end_ms>")
+    return m.group("ytid"), int(m.group("start")), int(m.group("end"))
+
+
+def fit_rows(feats: np.ndarray, n: int = SPEC.num_video_frames) -> np.ndarray:
+    """`[T, D] -> float32[n, D]`: trim extra rows, or pad by repeating the last row.
+
+    The official pickles hold 214-216 rows for a 10 s clip (frame rounding of the extractors). Repeating
+    the last row keeps the padded frames looking like video. The reference's dataset zero-padded at load
+    time instead; for 214 rows that only changes frame 214, outside the centre 212 the transformer sees.
+    """
+    feats = np.asarray(feats)
+    if feats.ndim != 2 or feats.shape[0] == 0:
+        raise DataError(f"expected features shaped [frames, dim], got {list(feats.shape)}")
+    if feats.shape[0] >= n:
+        return np.ascontiguousarray(feats[:n], dtype=np.float32)
+    pad = np.repeat(feats[-1:], n - feats.shape[0], axis=0)
+    return np.concatenate([feats, pad], axis=0).astype(np.float32)

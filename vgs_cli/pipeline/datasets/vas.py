@@ -1,0 +1,149 @@
+"""VAS (Visually Aligned Sounds, RegNet; 8 classes, 12,541 clips): fetch the video archive, unpack it
+safely, and list its clips with the official SpecVQGAN splits and labels.
+
+The archive is RegNet's `VAS.zip` (Google Drive; no published checksum, so pass `--md5` or `--sha256`
+once you have pinned one: the digests of what was fetched are returned and printed). Any tar or zip
+works, whatever its name: videos are found anywhere below the unpacked folder, their class being the
+nearest enclosing folder named after one of the 8 classes, their id the file stem (`video_02677`). A copy
+already on disk is used with `--videos DIR` (same discovery; e.g. `DIR/<class>/<video_id>.mp4`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from vgs_cli.errors import DataError
+from vgs_cli.pipeline.datasets import VAS_CLASSES, VIDEO_EXTS, split_lookup, vas_label
+from vgs_cli.pipeline.download import Progress, download, file_digests
+
+# RegNet's VAS.zip (README of github.com/PeihaoChen/regnet, "Download Datasets"), via Google Drive's direct
+# download endpoint (`confirm=t` skips the "cannot scan for viruses" page of large files).
+VAS_URL = ("https://drive.usercontent.google.com/download?id=14birixmH7vwIWKxCHI0MIWCcZyohF59g"
+           "&export=download&confirm=t")
+ARCHIVE_NAME = "VAS.archive"
+UNPACKED_NAME = "VAS"
+
+
+@dataclass(frozen=True)
+class VasVideo:
+    """One VAS video with its official split and label."""
+
+    name: str  # <class>/<video_id>, as in the split lists
+    path: Path
+    split: str
+    label: int
+
+
+def fetch_archive(work_dir: str | os.PathLike, url: str = VAS_URL, *, md5: str | None = None,
+                  sha256: str | None = None, progress: Progress | None = None) -> tuple[Path, dict[str, str]]:
+    """Download (resuming) the archive into `work_dir`; returns (path, {"md5", "sha256"} of the file)."""
+    path = download(url, Path(work_dir) / ARCHIVE_NAME, md5=md5, sha256=sha256, progress=progress)
+    return path, file_digests(path)
+
+
+def _safe_name(name: str, archive: Path) -> PurePosixPath | None:
+    """The member path relative to the target, or None for '.'; path traversal is an error."""
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or (pure.parts and pure.parts[0].endswith(":")):
+        raise DataError(f"{archive.name}: refusing unsafe member path {name!r} (outside the target folder)")
+    parts = [p for p in pure.parts if p not in ("", ".")]
+    return PurePosixPath(*parts) if parts else None
+
+
+def _extract_tar(archive: Path, dest: Path) -> None:
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            rel = _safe_name(member.name, archive)
+            if rel is None:
+                continue
+            if member.isdir():
+                (dest / rel).mkdir(parents=True, exist_ok=True)
+            elif member.isfile():  # links, devices and fifos are skipped: a dataset needs none
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(member)
+                with src, open(dest / rel, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _extract_zip(archive: Path, dest: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            rel = _safe_name(info.filename, archive)
+            mode = info.external_attr >> 16
+            if rel is None or stat.S_ISLNK(mode):
+                continue
+            if info.is_dir():
+                (dest / rel).mkdir(parents=True, exist_ok=True)
+                continue
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(dest / rel, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+
+
+def unpack(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Unpack a tar (any compression) or zip into `dest`, safely; skipped when `dest` is complete.
+
+    Members go to `<dest>.partial` first, renamed to `dest` at the end, so an interrupted unpack is
+    redone rather than half-used. Absolute or `..` paths are refused; links and devices are skipped.
+    """
+    archive, dest = Path(archive), Path(dest)
+    if dest.is_dir():
+        return dest
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, tmp)
+        elif tarfile.is_tarfile(archive):
+            _extract_tar(archive, tmp)
+        else:
+            head = archive.read_bytes()[:200].lower()
+            hint = " (it is an HTML page: the server refused the download)" if b"<html" in head else ""
+            raise DataError(f"{archive} is neither a tar nor a zip archive{hint}; download the VAS archive "
+                            "by hand and pass --url PATH, or unpack it and pass --videos DIR")
+        os.replace(tmp, dest)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{archive}: corrupt archive ({exc})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def find_videos(root: str | os.PathLike) -> dict[str, Path]:
+    """`{"<class>/<video_id>": path}` for every video below `root` inside a folder named after a class.
+
+    When a clip appears twice (e.g. an original and a re-encoded copy) the shortest path wins, ties by
+    name, so the choice is stable.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"videos folder not found: {root}")
+    found: dict[str, Path] = {}
+    for path in sorted(root.rglob("*"), key=lambda p: (len(p.parts), str(p))):
+        if path.suffix.lower() not in VIDEO_EXTS or not path.is_file():
+            continue
+        cls = next((p for p in reversed(path.relative_to(root).parts[:-1]) if p in VAS_CLASSES), None)
+        if cls is not None:
+            found.setdefault(f"{cls}/{path.stem}", path)
+    return found
+
+
+def plan_videos(videos: dict[str, Path], unlisted: str | None = None) -> tuple[list[VasVideo], list[str], int]:
+    """(videos with official splits, official clips that are missing, videos skipped as unlisted)."""
+    splits = split_lookup("vas")
+    planned, skipped = [], 0
+    for name in sorted(videos):
+        split = splits.get(name, unlisted)
+        if split is None:
+            skipped += 1
+            continue
+        planned.append(VasVideo(name, videos[name], split, vas_label(name.split("/", 1)[0])))
+    missing = sorted(set(splits) - set(videos))
+    return planned, missing, skipped
