@@ -176,6 +176,9 @@ class VocoderTask:
         if self.data_dir is None:
             raise VgsError("the vocoder task needs a data folder (--data)")
         data = ShardDataset(self.data_dir, split, fields=fields, mel_crop=None)
+        if data.manifest.get("settings", {}).get("waveforms") is False:  # ingested official features
+            raise VgsError(f"{self.data_dir} has mels but no waveforms (made from precomputed features); "
+                           "prepare the dataset from videos to train the vocoder")
         return data if len(data) > 0 else None
 
     # -- steps
