@@ -161,11 +161,14 @@ class Trainer:
             raise VgsError(f"the training split has {len(ds)} samples; one batch needs batch_size x processes = "
                            f"{cfg.batch_size} x {env.world_size} (lower --batch-size)")
         self.sampler.start = self.batch_in_epoch * cfg.batch_size
+        # The loader draws its worker base seed from this generator, not from the global RNG, and we reseed it
+        # per epoch: a resumed run then sees exactly the random stream of an uninterrupted one.
+        seeds = torch.Generator()
         loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.num_workers,
-                            drop_last=True, pin_memory=env.device.type == "cuda",
-                            persistent_workers=cfg.num_workers > 0)
+                            drop_last=True, pin_memory=env.device.type == "cuda", generator=seeds)
         while True:
             self.sampler.set_epoch(self.epoch)
+            seeds.manual_seed(cfg.seed * 1_000_003 + self.epoch * 1009 + env.rank)
             for batch in loader:
                 self.batch_in_epoch += 1
                 yield batch

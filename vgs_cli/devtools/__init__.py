@@ -1,0 +1,1 @@
+"""Developer tools (`make lint`): checks that keep the package's structure honest."""

@@ -1,0 +1,151 @@
+"""`run(stage, ...)`: resolve a stage's config, build its task and train it (what `vgs train <stage>` calls).
+
+Config resolution for a new run: preset -> `--config` JSON (merged over the preset, strict) -> `--set`
+overrides. For an existing run folder its `config.json` is authoritative: only scheduling fields of
+`train` (RESUMABLE_FIELDS) may be changed, so `--steps 2000` extends a finished run, while a different
+model or optimiser setting is refused instead of silently mixing two experiments in one folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from vgs_cli.config.base import apply_overrides, preset_names
+from vgs_cli.errors import ConfigError, DataError, VgsError
+from vgs_cli.train import distributed as D
+from vgs_cli.train.trainer import Trainer
+from vgs_cli.train.trainer_utils import note
+
+# stage name -> module exposing PRESETS, CONFIG_CLASS and make_task(cfg, data_dir, **stage_opts)
+STAGE_MODULES: dict[str, str] = {
+    "codebook": "vgs_cli.train.codebook",
+    "transformer": "vgs_cli.train.transformer",
+    "vocoder": "vgs_cli.train.vocoder",
+    "melception": "vgs_cli.train.melception",
+    "vggishish": "vgs_cli.train.vggishish",
+}
+
+# train.* fields that only change how long / how often, never what is learned: allowed on resume.
+RESUMABLE_FIELDS = ("steps", "eval_every", "eval_batches", "ckpt_every", "keep_last", "log_every", "num_workers")
+
+
+def stage_module(stage: str) -> Any:
+    if stage not in STAGE_MODULES:
+        raise VgsError(f"unknown stage {stage!r} (choose from {', '.join(STAGE_MODULES)})")
+    name = STAGE_MODULES[stage]
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise VgsError(f"stage {stage!r} is not available in this build ({name} is missing)") from None
+        raise
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise VgsError(f"{what} not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VgsError(f"{path}: cannot read {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a {what} must be a JSON object")
+    return data
+
+
+def _config_file_dict(config_file: str | Path | None) -> dict[str, Any]:
+    if config_file is None:
+        return {}
+    data = _read_json(Path(config_file), "config file")
+    # A run folder's config.json (or a checkpoint-style dump) nests the stage config under "config".
+    return data["config"] if isinstance(data.get("config"), dict) and "stage" in data else data
+
+
+def new_config(module: Any, stage: str, preset: str | None, config_file: str | Path | None,
+               overrides: list[str] | tuple[str, ...]) -> Any:
+    presets = module.PRESETS
+    preset = preset or "tiny"
+    if preset not in presets:
+        raise VgsError(f"unknown preset {preset!r} for {stage} (choose from {preset_names(presets)})")
+    data = _deep_merge(presets[preset].to_dict(), _config_file_dict(config_file))
+    cfg = module.CONFIG_CLASS.from_dict(data, where=f"{stage} config")
+    return apply_overrides(cfg, list(overrides))
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def resumed_config(module: Any, stage: str, saved: dict[str, Any], config_file: str | Path | None,
+                   overrides: list[str] | tuple[str, ...], run_dir: Path) -> Any:
+    """The saved config with the allowed train.* changes from the config file and overrides applied."""
+    if saved.get("stage") not in (None, stage):
+        raise VgsError(f"{run_dir} is a {saved.get('stage')!r} run, not {stage!r}; use another --run folder")
+    base = module.CONFIG_CLASS.from_dict(saved["config"], where=f"{run_dir / 'config.json'}")
+    data = _deep_merge(base.to_dict(), _config_file_dict(config_file))
+    cfg = apply_overrides(module.CONFIG_CLASS.from_dict(data, where=f"{stage} config"), list(overrides))
+    allowed = {f"train.{f}" for f in RESUMABLE_FIELDS}
+    changed = [d for d in _differences(base.to_dict(), cfg.to_dict()) if d not in allowed]
+    if changed:
+        raise VgsError(f"{run_dir} already holds a run with a different config ({', '.join(changed[:6])}); "
+                       f"on resume only train.{{{','.join(RESUMABLE_FIELDS)}}} may change - use a new --run folder")
+    return cfg
+
+
+def run(stage: str, *, data: str | Path, preset: str | None, run_dir: str | Path,
+        config_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+        device: str | None = None, require_resume: bool = False, **stage_opts: Any) -> dict[str, Any]:
+    """Train `stage` into `run_dir` (resuming it when it has a checkpoint) and return the final metrics."""
+    module = stage_module(stage)
+    run_dir = Path(run_dir)
+    data_dir = Path(data)
+    if not data_dir.exists():
+        raise DataError(f"data folder not found: {data_dir}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise VgsError(f"--run {run_dir} exists and is not a folder")
+    env = D.init_distributed(device)  # so every rank sees the folder before rank 0 writes to it
+    try:
+        cfg, preset = _resolve(module, stage, preset, run_dir, config_file, overrides, require_resume, env.is_main)
+        task = module.make_task(cfg, data_dir, **stage_opts)
+    except BaseException:
+        D.destroy()
+        raise
+    meta = {"preset": preset, "data": str(data_dir.resolve()),
+            "stage_options": {k: (str(v) if isinstance(v, Path) else v) for k, v in stage_opts.items()}}
+    return Trainer(task, run_dir, device=env.device, meta=meta).fit()
+
+
+def _resolve(module: Any, stage: str, preset: str | None, run_dir: Path, config_file: str | Path | None,
+             overrides: list[str] | tuple[str, ...], require_resume: bool, is_main: bool) -> tuple[Any, str]:
+    """(config, preset name) for a new run or for resuming the one in `run_dir`."""
+    saved_path = run_dir / "config.json"
+    has_ckpt = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    saved = _read_json(saved_path, "run config") if saved_path.is_file() else None
+    D.barrier()
+    if require_resume and not has_ckpt:
+        raise VgsError(f"--resume: {run_dir} has no checkpoints/last.ckpt to resume from")
+    if saved is None:
+        return new_config(module, stage, preset, config_file, overrides), preset or "tiny"
+    cfg = resumed_config(module, stage, saved, config_file, overrides, run_dir)
+    if preset and saved.get("preset") not in (None, preset) and is_main:
+        note(f"note: {run_dir} was created with preset {saved['preset']!r}; its config.json is used "
+             f"(--preset {preset} ignored)")
+    return cfg, saved.get("preset") or preset or "tiny"
