@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import gzip
+import os
 import re
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +23,7 @@ from vgs_cli.errors import DataError
 VAS_CLASSES: tuple[str, ...] = ("baby", "cough", "dog", "drum", "fireworks", "gun", "hammer", "sneeze")
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 SPLIT_FILES = ("vas_train", "vas_valid", "vggsound_train", "vggsound_valid", "vggsound_test")
-_CLIP_RE = re.compile(r"^(?P<ytid>.+)_(?P<start>\d+)_(?P<end>\d+)$")
+CLIP_NAME_RE = re.compile(r"^(?P<ytid>.+)_(?P<start>\d+)_(?P<end>\d+)$")
 
 
 @functools.lru_cache(maxsize=8)
@@ -63,7 +65,7 @@ def clip_name(ytid: str, start_s: float, duration_s: float = SPEC.duration_s) ->
 
 def parse_clip_name(name: str) -> tuple[str, int, int]:
     """`<ytid>_<start_ms>_<end_ms>` -> (ytid, start_ms, end_ms); YouTube ids may contain `_` themselves."""
-    m = _CLIP_RE.match(name)
+    m = CLIP_NAME_RE.match(name)
     if m is None:
         raise DataError(f"{name!r} is not a VGGSound clip name like <ytid>_<start_ms>_<end_ms>")
     return m.group("ytid"), int(m.group("start")), int(m.group("end"))
@@ -83,3 +85,42 @@ def fit_rows(feats: np.ndarray, n: int = SPEC.num_video_frames) -> np.ndarray:
         return np.ascontiguousarray(feats[:n], dtype=np.float32)
     pad = np.repeat(feats[-1:], n - feats.shape[0], axis=0)
     return np.concatenate([feats, pad], axis=0).astype(np.float32)
+
+
+def canonical_view(entries: dict[str, Path], root: Path, view: Path) -> Path:
+    """A folder where clip `id` is the file `<id><ext>`: `root` itself when that already holds, else `view`
+    filled with hard links (copies across file systems), so the folder pipeline derives the official ids.
+
+    `entries` maps clip id -> video path. Links are made only once; an existing view is completed.
+    """
+    import shutil
+
+    if all(p.parent == root / Path(cid).parent and p.stem == Path(cid).name for cid, p in entries.items()):
+        return root
+    for cid, src in entries.items():
+        dst = view / f"{cid}{src.suffix.lower()}"
+        if dst.is_file():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+    return view
+
+
+def write_labels_csv(path: Path, root: Path, rows: list[tuple[Path, str, str]]) -> Path:
+    """The folder pipeline's `path,label,split` file (paths relative to `root`), written atomically."""
+    import csv
+    import io
+
+    from vgs_cli.fsutil import atomic_path
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", "label", "split"])
+    for video, label, split in rows:
+        writer.writerow([video.relative_to(root).as_posix(), label, split])
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    return path

@@ -22,6 +22,7 @@ refuse such a folder with a clear message. A clip that cannot be read is listed 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,15 @@ from typing import Callable, Iterable
 import numpy as np
 
 from vgs_cli.config.spec import SPEC
-from vgs_cli.data.shards import ClipRecord, ShardWriter, build_manifest, shard_name, shard_of
+from vgs_cli.data.shards import (
+    ClipRecord,
+    ShardWriter,
+    build_manifest,
+    shard_files,
+    shard_info,
+    shard_name,
+    shard_of,
+)
 from vgs_cli.errors import DataError
 from vgs_cli.pipeline.datasets import VAS_CLASSES, fit_rows, split_lookup, vas_label
 from vgs_cli.pipeline.safe_pickle import load_array
@@ -50,6 +59,7 @@ EXTRACTORS: dict[str, tuple[tuple[str, ...], dict]] = {
                                       "fps": SPEC.fps, "source": "official SpecVQGAN features"}),
 }
 MEL_SUFFIX = "_mel.npy"
+CLIPS_PER_SHARD = 512  # default shard size (~2 GB with both official features), as `vgs prepare folder`
 
 Progress = Callable[[int, int], None]
 
@@ -171,18 +181,40 @@ def load_record(clip: SourceClip, extractors: dict[str, dict]) -> ClipRecord:
                       source=os.fspath(clip.mel))
 
 
+def _check_existing(out: Path, num_shards: int, **ours) -> None:
+    """Refuse to add shards to a folder whose shards were made differently (they could never be mixed)."""
+    existing = shard_files(out)
+    if not existing:
+        return
+    info = shard_info(existing[0])
+    if info["num_shards"] != num_shards:
+        raise DataError(f"{out} holds shards of a {info['num_shards']}-shard preparation, not {num_shards}; "
+                        "use the same --num-shards or another output folder")
+    for key, value in ours.items():
+        if info[key] != json.loads(json.dumps(value)):
+            raise DataError(f"{out} already holds shards made with other {key} ({existing[0].name}); "
+                            "use another output folder or delete those shards")
+
+
 def write_shards(out: str | os.PathLike, clips: list[SourceClip], *, classes: list[str] | tuple[str, ...],
-                 extractors: dict[str, dict], settings: dict, num_shards: int = 1,
+                 extractors: dict[str, dict], settings: dict, num_shards: int | None = None,
                  shard_index: int | None = None, command: str = "", progress: Progress | None = None) -> dict:
-    """Write the clips of shard `shard_index` (all shards when None) and refresh the manifest.
+    """Write the clips of shard `shard_index` (all shards when None) and refresh the manifest. `num_shards`
+    None keeps the folder's existing layout, or cuts about CLIPS_PER_SHARD clips per shard.
 
     A shard file that already exists is complete (shards are renamed into place only when finished), so a
     re-run skips it: the unit of resume is one shard. Clips that fail to load go to failures.jsonl.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if num_shards is None:  # keep an existing folder's layout, else about CLIPS_PER_SHARD clips a shard
+        existing = shard_files(out)
+        if shard_index is not None and not existing:
+            raise DataError("--shard-index needs --num-shards (every machine must cut the same shards)")
+        num_shards = shard_info(existing[0])["num_shards"] if existing else max(1, -(-len(clips) // CLIPS_PER_SHARD))
     if num_shards < 1 or (shard_index is not None and not 0 <= shard_index < num_shards):
         raise DataError(f"need 0 <= shard index < num shards >= 1, got {shard_index} of {num_shards}")
+    _check_existing(out, num_shards, classes=list(classes), extractors=extractors, settings=settings)
     indices = range(num_shards) if shard_index is None else [shard_index]
     todo = [i for i in indices if not (out / shard_name(i, num_shards)).is_file()]
     by_shard: dict[int, list[SourceClip]] = {i: [] for i in todo}
@@ -206,7 +238,7 @@ def write_shards(out: str | os.PathLike, clips: list[SourceClip], *, classes: li
 
 
 def ingest_vas(src: str | os.PathLike, out: str | os.PathLike, *, extractors: list[str] | None = None,
-               unlisted: str | None = None, num_shards: int = 1, shard_index: int | None = None,
+               unlisted: str | None = None, num_shards: int | None = None, shard_index: int | None = None,
                command: str = "", progress: Progress | None = None) -> dict:
     """`vgs prepare vas --from-features`: official VAS features -> shards. Returns the manifest
     (plus `skipped_unlisted`)."""
@@ -247,7 +279,8 @@ def scan_vggsound(src: str | os.PathLike, csv_path: str | os.PathLike | None = N
 
 
 def ingest_vggsound(src: str | os.PathLike, out: str | os.PathLike, *, csv_path: str | os.PathLike | None = None,
-                    extractors: list[str] | None = None, unlisted: str | None = None, num_shards: int = 1,
+                    extractors: list[str] | None = None, unlisted: str | None = None,
+                    num_shards: int | None = None,
                     shard_index: int | None = None, command: str = "", progress: Progress | None = None) -> dict:
     """`vgs prepare vggsound --from-features`: the flat official layout -> shards (manifest returned,
     plus `skipped_unlisted`: clips in no split list / not in the CSV)."""

@@ -17,9 +17,17 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from vgs_cli.errors import DataError
-from vgs_cli.pipeline.datasets import VAS_CLASSES, VIDEO_EXTS, split_lookup, vas_label
+from vgs_cli.pipeline.datasets import (
+    VAS_CLASSES,
+    VIDEO_EXTS,
+    canonical_view,
+    split_lookup,
+    vas_label,
+    write_labels_csv,
+)
 from vgs_cli.pipeline.download import Progress, download, file_digests
 
 # RegNet's VAS.zip (README of github.com/PeihaoChen/regnet, "Download Datasets"), via Google Drive's direct
@@ -125,6 +133,7 @@ def find_videos(root: str | os.PathLike) -> dict[str, Path]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"videos folder not found: {root}")
+    root = root.resolve()
     found: dict[str, Path] = {}
     for path in sorted(root.rglob("*"), key=lambda p: (len(p.parts), str(p))):
         if path.suffix.lower() not in VIDEO_EXTS or not path.is_file():
@@ -147,3 +156,37 @@ def plan_videos(videos: dict[str, Path], unlisted: str | None = None) -> tuple[l
         planned.append(VasVideo(name, videos[name], split, vas_label(name.split("/", 1)[0])))
     missing = sorted(set(splits) - set(videos))
     return planned, missing, skipped
+
+
+def prepare_vas(out: str | os.PathLike, cfg, *, videos: str | os.PathLike | None = None, url: str = VAS_URL,
+                md5: str | None = None, sha256: str | None = None, work_dir: str | os.PathLike | None = None,
+                unlisted: str | None = None, log: Callable[[str], None] = print,
+                download_progress: Progress | None = None, **folder_kwargs) -> dict:
+    """`vgs prepare vas`: fetch + unpack the archive (or use `videos`), then the folder pipeline with the
+    official splits and class indices. `folder_kwargs` go to `pipeline.prepare.prepare_folder` (jobs,
+    shard_index, num_shards, visual weights, ...). Returns the manifest plus what was missing/skipped."""
+    from vgs_cli.pipeline.prepare import prepare_folder
+
+    out = Path(out)
+    work = Path(work_dir) if work_dir is not None else out / "source"
+    extra: dict = {}
+    if videos is None:
+        archive, digests = fetch_archive(work, url, md5=md5, sha256=sha256, progress=download_progress)
+        log(f"archive {archive} md5 {digests['md5']} sha256 {digests['sha256']}")
+        extra["archive"] = {"path": str(archive), **digests}
+        root = unpack(archive, work / UNPACKED_NAME)
+    else:
+        root = Path(videos)
+    planned, missing, skipped = plan_videos(find_videos(root), unlisted)
+    if not planned:
+        raise DataError(f"{root}: no VAS videos of the official splits found (expected <class>/<video_id>.mp4 "
+                        f"with classes {', '.join(VAS_CLASSES)})")
+    if missing:
+        log(f"{len(missing)} clips of the official splits are not in {root} (e.g. {missing[0]})")
+    src = canonical_view({v.name: v.path for v in planned}, root.resolve(), (work / "videos").resolve())
+    by_name = {v.name: v for v in planned}
+    rows = [(src / f"{name}{by_name[name].path.suffix.lower()}", name.split("/", 1)[0], by_name[name].split)
+            for name in sorted(by_name)]
+    labels = write_labels_csv(work / "vas_labels.csv", src, rows)
+    manifest = prepare_folder(src, out, cfg, labels_csv=labels, classes=list(VAS_CLASSES), **folder_kwargs)
+    return {**manifest, **extra, "missing_videos": len(missing), "skipped_unlisted": skipped}

@@ -33,7 +33,14 @@ from typing import Callable
 from vgs_cli.audio.io import ffmpeg_exe
 from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError
-from vgs_cli.pipeline.datasets import clip_name, split_lookup
+from vgs_cli.pipeline.datasets import (
+    CLIP_NAME_RE,
+    VIDEO_EXTS,
+    canonical_view,
+    clip_name,
+    split_lookup,
+    write_labels_csv,
+)
 
 YOUTUBE_TEMPLATE = "https://www.youtube.com/watch?v={ytid}"
 DEFAULT_FORMAT = "bv*[height<=480]+ba/b[height<=480]/b"
@@ -169,15 +176,17 @@ def fetch_clip(clip: PlannedClip, out_dir: Path, opts: FetchOptions,
 
 
 def download_clips(clips: list[PlannedClip], out_dir: str | os.PathLike, opts: FetchOptions, jobs: int = 4,
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, list[PlannedClip]]:
-    """Fetch every clip (`jobs` at a time); failures are appended to `out_dir/download_failures.jsonl`.
-
-    Returns `{"present": [...], "downloaded": [...], "failed": [...]}`. Never raises for one clip.
+                   progress: Callable[[int, int], None] | None = None,
+                   failures_path: str | os.PathLike | None = None) -> dict[str, list[PlannedClip]]:
+    """Fetch every clip (`jobs` at a time); each failure is appended as one JSON line to `failures_path`
+    (default `out_dir/download_failures.jsonl`). Returns `{"present", "downloaded", "failed": [clips]}`;
+    never raises for one clip.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, list[PlannedClip]] = {"present": [], "downloaded": [], "failed": []}
-    log = out_dir / FAILURES_FILE
+    log = Path(failures_path) if failures_path is not None else out_dir / FAILURES_FILE
+    log.parent.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, open(log, "a", encoding="utf-8") as fh:
         futures = [(c, pool.submit(fetch_clip, c, out_dir, opts)) for c in clips]
         for done, (clip, fut) in enumerate(futures, start=1):
@@ -192,9 +201,9 @@ def download_clips(clips: list[PlannedClip], out_dir: str | os.PathLike, opts: F
     return result
 
 
-def read_failures(out_dir: str | os.PathLike) -> dict[str, dict]:
-    """Latest download failure per clip id (the log is append-only across runs)."""
-    path = Path(out_dir) / FAILURES_FILE
+def read_failures(folder: str | os.PathLike) -> dict[str, dict]:
+    """Latest download failure per clip id in `folder/download_failures.jsonl` (append-only across runs)."""
+    path = Path(folder) / FAILURES_FILE
     latest: dict[str, dict] = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -202,3 +211,59 @@ def read_failures(out_dir: str | os.PathLike) -> dict[str, dict]:
                 rec = json.loads(line)
                 latest[rec["id"]] = rec
     return latest
+
+
+def find_clip_videos(root: str | os.PathLike) -> dict[str, Path]:
+    """`{clip name: path}` for files named `<ytid>_<start_ms>_<end_ms>.<video ext>` anywhere below `root`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"videos folder not found: {root}")
+    root = root.resolve()
+    found: dict[str, Path] = {}
+    for path in sorted(root.rglob("*"), key=lambda p: (len(p.parts), str(p))):
+        if path.suffix.lower() in VIDEO_EXTS and path.is_file() and CLIP_NAME_RE.match(path.stem):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def prepare_vggsound(out: str | os.PathLike, cfg, *, csv_path: str | os.PathLike,
+                     videos: str | os.PathLike | None = None, work_dir: str | os.PathLike | None = None,
+                     fetch: FetchOptions = FetchOptions(), download_jobs: int = 4, unlisted: str | None = None,
+                     log: Callable[[str], None] = print, download_progress: Callable[[int, int], None] | None = None,
+                     **folder_kwargs) -> dict:
+    """`vgs prepare vggsound`: download the CSV's segments (or use `videos`), then the folder pipeline with
+    the official splits and the 309 sorted class names. With `shard_index`/`num_shards` in `folder_kwargs`
+    only that shard's clips are downloaded; clips of shards already written are not fetched again."""
+    from vgs_cli.data.shards import shard_name, shard_of
+    from vgs_cli.pipeline.prepare import prepare_folder
+
+    out = Path(out)
+    work = Path(work_dir) if work_dir is not None else out / "source"
+    planned, classes, skipped = plan(read_csv(csv_path), unlisted)
+    n, i = folder_kwargs.get("num_shards"), folder_kwargs.get("shard_index")
+    if n:  # shards already written (or another machine's) need none of their clips
+        planned = [c for c in planned if (i is None or shard_of(c.name, n) == i)
+                   and not (out / shard_name(shard_of(c.name, n), n)).is_file()]
+    stats = {"skipped_unlisted": skipped, "download_failed": 0}
+    if videos is None:
+        root = work / "videos"
+        res = download_clips(planned, root, fetch, jobs=download_jobs, progress=download_progress,
+                             failures_path=out / FAILURES_FILE)
+        stats.update(downloaded=len(res["downloaded"]), already_present=len(res["present"]),
+                     download_failed=len(res["failed"]))
+        log(f"{len(res['downloaded'])} downloaded, {len(res['present'])} already there, "
+            f"{len(res['failed'])} failed (see {out / FAILURES_FILE})")
+    else:
+        root = Path(videos)
+    found = find_clip_videos(root)
+    have = [c for c in planned if c.name in found]
+    stats["missing_videos"] = len(planned) - len(have)
+    if not have:
+        if i is not None and not planned:
+            return {**stats, "note": f"shard {i} is already written"}
+        raise DataError(f"{root}: none of the CSV's clips are there (expected <ytid>_<start_ms>_<end_ms>.mp4)")
+    src = canonical_view({c.name: found[c.name] for c in have}, root.resolve(), (work / "view").resolve())
+    rows = [(src / f"{c.name}{found[c.name].suffix.lower()}", classes[c.label], c.split) for c in have]
+    labels = write_labels_csv(work / "vggsound_labels.csv", src, rows)
+    manifest = prepare_folder(src, out, cfg, labels_csv=labels, classes=classes, **folder_kwargs)
+    return {**manifest, **stats}
