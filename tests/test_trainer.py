@@ -11,7 +11,8 @@ import torch
 
 from vgs_cli.checkpoint import save_checkpoint
 from vgs_cli.config.train import TrainConfig
-from vgs_cli.errors import CheckpointError, VgsError
+from vgs_cli.errors import CheckpointError, ConfigError, DataError, VgsError
+from vgs_cli.train import runner
 from vgs_cli.train.trainer import Trainer
 from vgs_cli.train.trainer_utils import lr_factor, seed_everything
 
@@ -212,3 +213,63 @@ def test_gan_run_logs_both_losses_and_leaves_no_stale_grads(tmp_path):
     _, trainer = fit(toy(kind="gan", steps=4, eval_every=0, log_every=2), tmp_path)
     assert all(p.grad is None for m in trainer.bare.values() for p in m.parameters())
     assert all({"d_loss", "g_loss", "lr_disc", "lr_gen"} <= set(r) for r in rows(tmp_path, "train"))
+
+
+# ----------------------------------------------------------------------------------------------- runner
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setitem(runner.STAGE_MODULES, "toy", "_toy_task")
+    (tmp_path / "data").mkdir()
+    return tmp_path / "data"
+
+
+def test_runner_extends_a_finished_run_like_one_long_run(tmp_path, data_dir):
+    first = runner.run("toy", data=data_dir, preset="tiny", run_dir=tmp_path / "a", overrides=["train.steps=10"])
+    assert first["step"] == 10
+    second = runner.run("toy", data=data_dir, preset=None, run_dir=tmp_path / "a", overrides=["train.steps=20"])
+    once = runner.run("toy", data=data_dir, preset="tiny", run_dir=tmp_path / "b", overrides=["train.steps=20"])
+    assert second["step"] == once["step"] == 20
+    a, b = load(tmp_path / "a/checkpoints/last.ckpt"), load(tmp_path / "b/checkpoints/last.ckpt")
+    assert all(torch.equal(a["state_dict"][k], v) for k, v in b["state_dict"].items())
+    saved = json.loads((tmp_path / "a/config.json").read_text())
+    assert saved["config"]["train"]["steps"] == 20 and saved["preset"] == "tiny"
+    assert saved["data"] == str(data_dir.resolve())
+    again = runner.run("toy", data=data_dir, preset="tiny", run_dir=tmp_path / "a", require_resume=True)
+    assert again["step"] == 20 and again["loss"] == pytest.approx(second["loss"])
+
+
+def test_runner_config_file_and_errors(tmp_path, data_dir):
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps({"model": {"in_dim": 3}, "train": {"steps": 2}}))
+    runner.run("toy", data=data_dir, preset="vas", run_dir=tmp_path / "r", config_file=cfg_file)
+    saved = json.loads((tmp_path / "r/config.json").read_text())["config"]
+    assert saved["model"]["in_dim"] == 3 and saved["train"]["steps"] == 2 and saved["model"]["out_dim"] == 2
+
+    def run(**kw):
+        return runner.run(**{"stage": "toy", "data": data_dir, "preset": "tiny", "run_dir": tmp_path / "new", **kw})
+
+    with pytest.raises(VgsError, match=r"unknown preset 'huge' for toy \(choose from tiny\|vas\|vggsound\)"):
+        run(preset="huge")
+    with pytest.raises(VgsError, match="unknown stage 'nope'"):
+        run(stage="nope")
+    runner.STAGE_MODULES["ghost"] = "vgs_cli.train.ghost_stage_that_does_not_exist"
+    try:
+        with pytest.raises(VgsError, match="stage 'ghost' is not available in this build"):
+            run(stage="ghost")
+    finally:
+        del runner.STAGE_MODULES["ghost"]
+    with pytest.raises(VgsError, match="--resume: .* has no checkpoints/last.ckpt"):
+        run(require_resume=True)
+    with pytest.raises(DataError, match="data folder not found"):
+        run(data=tmp_path / "missing")
+    with pytest.raises(VgsError, match=r"different config \(model\.in_dim\)"):
+        run(run_dir=tmp_path / "r", overrides=["model.in_dim=5"])
+    with pytest.raises(VgsError, match=r"different config \(train\.lr\)"):
+        run(run_dir=tmp_path / "r", overrides=["train.lr=0.5"])
+    cfg_file.write_text(json.dumps({"modle": {}}))
+    with pytest.raises(ConfigError, match="unknown key"):
+        run(config_file=cfg_file)
+    cfg_file.write_text('{"model": {"in_dim": 3,}}')
+    with pytest.raises(ConfigError, match="invalid JSON"):
+        run(config_file=cfg_file)
+    assert not (tmp_path / "new").exists()
