@@ -1,5 +1,110 @@
-"""`vgs prepare ...` (owned by the data work: folder, synthetic, vas, vggsound)."""
+"""`vgs prepare folder|synthetic|manifest`: videos -> HDF5 shards (`vgs_cli.pipeline.prepare` does the work).
+
+Re-running a command resumes it. On a cluster, give every machine `--shard-index i --num-shards n`, gather
+the shards in one folder and run `vgs prepare manifest OUT`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from vgs_cli.errors import VgsError
+
 app = typer.Typer(no_args_is_help=True)
+
+OUT = typer.Option(..., "--out", "-o", help="Output dataset folder (shards, manifest.json, failures.jsonl).")
+PRESET = typer.Option(None, "--preset", "-p", help="vas, vggsound (ResNet-50, 224 px) or tiny (EfficientNet-Lite0, 128 px).")
+EXTRACTOR = typer.Option([], "--extractor", "-e", help="Visual features: resnet50 or efficientnet_lite0 (repeatable).")
+WEIGHTS = typer.Option([], "--visual-weights", help="Extractor weights file: PATH (one extractor) or NAME=PATH (repeatable).")
+RANDOM = typer.Option(False, "--random-visual-weights", help="Random extractor weights (pipeline tests only; recorded).")
+IMAGE_SIZE = typer.Option(None, "--image-size", help="Centre crop fed to the extractor (default 224; tiny 128).")
+JOBS = typer.Option(1, "--jobs", "-j", help="Parallel worker processes.")
+SHARD_INDEX = typer.Option(None, "--shard-index", help="Make only this shard (one machine of several).")
+NUM_SHARDS = typer.Option(None, "--num-shards", help="Total shards (default: clips / clips-per-shard).")
+MODE = typer.Option(None, "--mode", help="Clips shorter than 10 s: loop (the reference) or pad.")
+SET = typer.Option([], "--set", help="Override a prepare setting, e.g. --set clips_per_shard=256 (repeatable).")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
+
+def _config(preset: str, extractors: list[str], image_size: Optional[int], mode: Optional[str], overrides: list[str]):
+    from vgs_cli.config.base import apply_overrides, preset_names
+    from vgs_cli.config.prepare import PRESETS
+
+    if preset not in PRESETS:
+        raise VgsError(f"unknown preset {preset!r} (choose {preset_names(PRESETS)})")
+    sets = list(overrides)
+    if extractors:
+        sets.append("extractors=" + "[" + ",".join(f'"{e}"' for e in extractors) + "]")
+    if image_size is not None:
+        sets.append(f"image_size={image_size}")
+    if mode is not None:
+        sets.append(f'mode="{mode}"')
+    return apply_overrides(PRESETS[preset], sets)
+
+
+def _weights(items: list[str], extractors: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            if len(extractors) != 1:
+                raise VgsError("with several extractors write --visual-weights NAME=PATH")
+            name, path = extractors[0], item
+        out[name] = path
+    return out
+
+
+def _common(cfg, weights: list[str], random_weights: bool, jobs: int, shard_index: Optional[int],
+            num_shards: Optional[int], quiet: bool) -> dict:
+    return dict(visual_weights=_weights(weights, cfg.extractors), random_visual_weights=random_weights,
+                jobs=jobs, shard_index=shard_index, num_shards=num_shards, progress=not quiet,
+                command=shlex.join(["vgs", *sys.argv[1:]]), log=typer.echo)
+
+
+@app.command("folder")
+def folder(src: Path = typer.Argument(..., help="Folder of videos (searched recursively)."), out: Path = OUT,
+           labels: Optional[Path] = typer.Option(None, "--labels", help="CSV with columns path,label,split (label/split optional)."),
+           preset: Optional[str] = PRESET, extractor: list[str] = EXTRACTOR, visual_weights: list[str] = WEIGHTS,
+           random_visual_weights: bool = RANDOM, image_size: Optional[int] = IMAGE_SIZE, jobs: int = JOBS,
+           shard_index: Optional[int] = SHARD_INDEX, num_shards: Optional[int] = NUM_SHARDS,
+           mode: Optional[str] = MODE, overrides: list[str] = SET, quiet: bool = QUIET) -> None:
+    """Any folder of videos -> shards. Labels from --labels or the parent folder name; split by hash if none."""
+    from vgs_cli.cli.info import print_shards
+    from vgs_cli.pipeline.prepare import prepare_folder
+
+    cfg = _config(preset or "vas", extractor, image_size, mode, overrides)
+    manifest = prepare_folder(src, out, cfg, labels_csv=labels,
+                              **_common(cfg, visual_weights, random_visual_weights, jobs, shard_index, num_shards, quiet))
+    print_shards(out, manifest)
+
+
+@app.command("synthetic")
+def synthetic(out: Path = OUT, clips: int = typer.Option(18, "--clips", help="Number of clips (6 classes, round robin)."),
+              duration: float = typer.Option(10.0, "--duration", help="Seconds per clip (shorter clips are looped/padded to 10 s)."),
+              seed: int = typer.Option(0, "--seed"), size: int = typer.Option(96, "--size", help="Frame size in pixels."),
+              preset: Optional[str] = PRESET, extractor: list[str] = EXTRACTOR, visual_weights: list[str] = WEIGHTS,
+              random_visual_weights: bool = RANDOM, image_size: Optional[int] = IMAGE_SIZE, jobs: int = JOBS,
+              shard_index: Optional[int] = SHARD_INDEX, num_shards: Optional[int] = NUM_SHARDS,
+              mode: Optional[str] = MODE, overrides: list[str] = SET, quiet: bool = QUIET) -> None:
+    """Make the procedural audio-visual dataset (real mp4 files in OUT/source), then prepare it like `folder`."""
+    from vgs_cli.cli.info import print_shards
+    from vgs_cli.pipeline.prepare import prepare_synthetic
+
+    cfg = _config(preset or "tiny", extractor, image_size, mode, overrides)
+    manifest = prepare_synthetic(out, cfg, n_clips=clips, duration_s=duration, seed=seed, size=size,
+                                 **_common(cfg, visual_weights, random_visual_weights, jobs, shard_index, num_shards, quiet))
+    print_shards(out, manifest)
+
+
+@app.command("manifest")
+def manifest(root: Path = typer.Argument(..., help="Dataset folder whose shards to summarise.")) -> None:
+    """Rebuild manifest.json and failures.jsonl from the shards present (after gathering shards of several machines)."""
+    from vgs_cli.cli.info import print_shards
+    from vgs_cli.data.shards import build_manifest
+
+    print_shards(root, build_manifest(root))
