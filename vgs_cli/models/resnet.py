@@ -50,7 +50,7 @@ class ResNet50(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         inplanes = 64
-        for i, (blocks, width) in enumerate(zip(self.layers, (64, 128, 256, 512))):
+        for i, (blocks, width) in enumerate(zip(self.layers, (64, 128, 256, 512), strict=True)):
             stride = 1 if i == 0 else 2
             layer, inplanes = self._make_layer(inplanes, width, blocks, stride)
             setattr(self, f"layer{i + 1}", layer)
