@@ -1,9 +1,74 @@
-"""`vgs generate` (owned by the generation work)."""
+"""`vgs generate SOURCE -o OUT --model DIR`: parse options, call pipeline.generate*, print what was written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 from vgs_cli.errors import VgsError
 
 
-def generate(source: str = typer.Argument(..., help="Video file, folder of videos, or shard folder.")) -> None:
-    raise VgsError("vgs generate is not implemented yet")
+def generate(
+    source: Path = typer.Argument(..., help="A video file, a folder of videos, or a shard folder (batch mode)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output wav (one video) or output folder (batch mode)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Folder (or run folders) with the codebook, transformer and vocoder checkpoints."),
+    transformer: Optional[Path] = typer.Option(None, "--transformer", help="Transformer checkpoint (overrides --model)."),
+    codebook: Optional[Path] = typer.Option(None, "--codebook", help="Codebook checkpoint (default: the transformer's)."),
+    vocoder_ckpt: Optional[Path] = typer.Option(None, "--vocoder-ckpt", help="MelGAN vocoder checkpoint (overrides --model)."),
+    vocoder: str = typer.Option("melgan", "--vocoder", help="melgan or griffinlim."),
+    samples: int = typer.Option(1, "--samples", "-n", help="Samples per video (out_1.wav ... when > 1)."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature (> 0)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the k most likely codes."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling mass (0-1]."),
+    greedy: bool = typer.Option(False, "--greedy", help="Always take the most likely code."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same sound."),
+    class_name: Optional[str] = typer.Option(None, "--class", help="Class name for class-conditioned transformers."),
+    mux: Optional[Path] = typer.Option(None, "--mux", help="Also write the video with the generated sound track (mp4)."),
+    spectrogram: Optional[Path] = typer.Option(None, "--spectrogram", help="Also write the generated mel spectrogram(s) as PNG."),
+    split: str = typer.Option("test", "--split", help="Shard split to generate for (batch mode on shards)."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Clips sampled together (batch mode on shards)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips of the split."),
+    visual_weights: Optional[Path] = typer.Option(None, "--visual-weights", help="Weights file of the visual feature extractor."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    gl_iters: int = typer.Option(32, "--gl-iters", help="Griffin-Lim iterations (with --vocoder griffinlim)."),
+) -> None:
+    """Generate sound for a video (as long as the video), a folder of videos or a shard split."""
+    from vgs_cli.pipeline.generate import GenerateOptions, load_bundle, resolve_models
+    from vgs_cli.pipeline.generate_batch import generate_folder, generate_shards, generate_video, is_shard_folder
+
+    if samples < 1:
+        raise VgsError("--samples must be at least 1")
+    if temperature <= 0:
+        raise VgsError("--temperature must be > 0 (use --greedy for argmax)")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise VgsError("--top-p must be in (0, 1]")
+    if not source.exists():
+        raise VgsError(f"no such file or folder: {source}")
+    opts = GenerateOptions(samples=samples, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
+                           seed=seed, class_name=class_name)
+    paths = resolve_models(model, transformer=transformer, codebook=codebook, vocoder_ckpt=vocoder_ckpt,
+                           vocoder=vocoder)
+    bundle = load_bundle(paths, vocoder=vocoder, device=device, gl_iters=gl_iters)
+    weights = str(visual_weights) if visual_weights else None
+    if source.is_file():
+        if out.suffix.lower() != ".wav":
+            raise VgsError(f"--out must be a .wav file for a single video, got {out}")
+        written = generate_video(bundle, source, out, opts, mux=mux, spectrogram=spectrogram,
+                                 visual_weights=weights, log=typer.echo)
+        for p in written:
+            typer.echo(f"wrote {p}")
+        if mux is not None:
+            typer.echo(f"wrote {mux}" + (" (one per sample)" if samples > 1 else ""))
+        if spectrogram is not None:
+            typer.echo(f"wrote {spectrogram}")
+        return
+    if out.suffix.lower() == ".wav":
+        raise VgsError(f"batch mode writes a folder: --out {out} looks like a file")
+    if is_shard_folder(source):
+        summary = generate_shards(bundle, source, out, opts, split=split, batch_size=batch_size, limit=limit,
+                                  log=typer.echo)
+    else:
+        summary = generate_folder(bundle, source, out, opts, visual_weights=weights, log=typer.echo)
+    typer.echo(f"{out}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))

@@ -1,0 +1,297 @@
+"""`vgs generate`: video -> visual features -> sampled codes -> mel -> waveform, for any video length.
+
+    bundle = load_bundle(resolve_models(model_dir), vocoder="melgan")
+    paths = generate_video(bundle, "clip.mp4", "out.wav", GenerateOptions(samples=3, seed=0))
+
+The visual features are extracted exactly as `vgs prepare` did for the transformer's training data: the
+extractor name, input size and weights (by SHA-256) come from the transformer checkpoint. Length: the
+output is as long as the video. Up to the model's window (53 code columns = 9.85 s) one window is sampled
+and cut; beyond it the window slides one column (16 mel frames) at a time, each new column predicted from
+the previous 52 columns of codes, with the visual condition window moving along the video (the paper's
+approach to long sounds). Videos shorter than 10 s are looped to 215 frames for the condition, as the
+training data were, and the output is cut to the video's own length.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vgs_cli.audio import spec
+from vgs_cli.config.spec import SPEC
+from vgs_cli.errors import CheckpointError, VgsError
+from vgs_cli.models import sampling
+from vgs_cli.models.gpt import GPT, from_sequence
+
+MEL_FRAMES_PER_COLUMN = 16  # the codebook downsamples time 16x (848 frames -> 53 columns)
+VIDEO_FRAMES_PER_COLUMN = 4  # 16 * 256 / 22050 s * 21.5 fps = 3.995 frames
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    samples: int = 1
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    greedy: bool = False
+    seed: int = 0
+    class_name: str | None = None  # for class-conditioned transformers
+    use_cache: bool = True
+
+    def sampling_kwargs(self, generator: torch.Generator) -> dict[str, Any]:
+        return dict(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, greedy=self.greedy,
+                    generator=generator, use_cache=self.use_cache)
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    transformer: Path
+    codebook: Path
+    vocoder: Path | None  # None with the Griffin-Lim vocoder
+
+
+@dataclass
+class Bundle:
+    """Everything `generate` needs, loaded once."""
+
+    gpt: GPT
+    codebook: torch.nn.Module
+    vocoder: Any  # pipeline.vocode.Vocoder
+    extra: dict[str, Any]  # the transformer checkpoint's provenance (condition, extractor, classes, ...)
+    paths: ModelPaths
+    device: torch.device
+    _extractor: Any = field(default=None, repr=False)
+
+    @property
+    def condition(self) -> str:
+        return self.gpt.cfg.condition
+
+
+# --------------------------------------------------------------------------------------- model discovery
+
+def peek_stage(path: Path) -> str | None:
+    """The `stage` of a vgs checkpoint without reading its tensors (memory-mapped); None if not one."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    return ckpt.get("stage") if isinstance(ckpt, dict) and ckpt.get("format") == "vgs-checkpoint" else None
+
+
+def _run_checkpoint(run_dir: Path) -> Path | None:
+    for name in ("best.ckpt", "last.ckpt"):
+        if (run_dir / "checkpoints" / name).is_file():
+            return run_dir / "checkpoints" / name
+    return None
+
+
+def find_checkpoints(folder: Path) -> dict[str, list[Path]]:
+    """Checkpoints by stage in a model folder: `*.ckpt` files and run folders (`<run>/checkpoints/best.ckpt`)."""
+    candidates = sorted(folder.glob("*.ckpt"))
+    for sub in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
+        ckpt = _run_checkpoint(sub)
+        if ckpt is not None:
+            candidates.append(ckpt)
+    found: dict[str, list[Path]] = {}
+    for path in candidates:
+        stage = peek_stage(path)
+        if stage:
+            found.setdefault(stage, []).append(path)
+    return found
+
+
+def _one(found: dict[str, list[Path]], stage: str, folder: Path, flag: str) -> Path | None:
+    paths = found.get(stage, [])
+    if len(paths) > 1:
+        raise VgsError(f"{folder} holds {len(paths)} {stage} checkpoints ({', '.join(p.name for p in paths[:4])}); "
+                       f"pick one with {flag}")
+    return paths[0] if paths else None
+
+
+def resolve_models(model: str | os.PathLike | None = None, *, transformer: str | os.PathLike | None = None,
+                   codebook: str | os.PathLike | None = None, vocoder_ckpt: str | os.PathLike | None = None,
+                   vocoder: str = "melgan") -> ModelPaths:
+    """Find the three checkpoints: explicit paths win over what `model` (a folder or run folder) holds.
+
+    A missing codebook falls back to the file the transformer recorded at training time."""
+    found: dict[str, list[Path]] = {}
+    folder = Path(model) if model is not None else None
+    if folder is not None:
+        if not folder.exists():
+            raise VgsError(f"model folder not found: {folder}")
+        found = find_checkpoints(folder) if folder.is_dir() else {peek_stage(folder) or "?": [folder]}
+    where = folder or Path(".")
+    t_path = Path(transformer) if transformer else _one(found, "transformer", where, "--transformer")
+    if t_path is None:
+        raise VgsError(f"no transformer checkpoint in {where} (train one with `vgs train transformer` or pass --transformer)")
+    c_path = Path(codebook) if codebook else _one(found, "codebook", where, "--codebook")
+    if c_path is None:
+        recorded = _recorded_codebook(t_path)
+        if recorded is None:
+            raise VgsError(f"the model folder {where} is missing a codebook checkpoint (pass --codebook)")
+        c_path = recorded
+    v_path = None
+    if vocoder == "melgan":
+        v_path = Path(vocoder_ckpt) if vocoder_ckpt else _one(found, "vocoder", where, "--vocoder-ckpt")
+        if v_path is None:
+            raise VgsError(f"the model folder {where} is missing a vocoder checkpoint "
+                           "(pass --vocoder-ckpt, or use --vocoder griffinlim)")
+    for p in (t_path, c_path, v_path):
+        if p is not None and not p.is_file():
+            raise VgsError(f"checkpoint not found: {p}")
+    return ModelPaths(t_path, c_path, v_path)
+
+
+def _recorded_codebook(t_path: Path) -> Path | None:
+    try:
+        extra = torch.load(t_path, map_location="cpu", weights_only=True, mmap=True).get("extra", {})
+    except Exception:
+        return None
+    path = extra.get("codebook_path")
+    return Path(path) if path and Path(path).is_file() else None
+
+
+def load_bundle(paths: ModelPaths, vocoder: str = "melgan", device: str | None = None,
+                gl_iters: int = 32) -> Bundle:
+    """Load and cross-check the models: a codebook other than the transformer's is an error."""
+    from vgs_cli.pipeline.loading import load_model
+    from vgs_cli.pipeline.vocode import load_vocoder
+    from vgs_cli.train.transformer import check_codebook_match
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    gpt, _, t_ckpt = load_model(paths.transformer, "transformer")
+    check_codebook_match(t_ckpt, paths.codebook)
+    codebook, _, _ = load_model(paths.codebook, "codebook")
+    if codebook.cfg.n_embed != gpt.cfg.vocab_size:
+        raise CheckpointError(f"{paths.codebook} has {codebook.cfg.n_embed} codes but the transformer predicts "
+                              f"{gpt.cfg.vocab_size}")
+    voc = load_vocoder(vocoder, paths.vocoder, device=dev, n_iter=gl_iters)
+    return Bundle(gpt.to(dev).eval(), codebook.to(dev).eval(), voc, dict(t_ckpt.get("extra", {})), paths, dev)
+
+
+# --------------------------------------------------------------------------------------------- features
+
+def extractor_for(bundle: Bundle, visual_weights: str | os.PathLike | None = None):
+    """The transformer's feature extractor, with the very weights (by SHA-256) it was trained on."""
+    from vgs_cli.pipeline.features import FeatureExtractor, get_spec
+
+    if bundle._extractor is not None:
+        return bundle._extractor
+    name, settings = bundle.extra.get("extractor"), dict(bundle.extra.get("extractor_settings") or {})
+    if not name or not settings:
+        raise CheckpointError(f"{bundle.paths.transformer} does not record its visual feature extractor")
+    weights = None
+    if not settings.get("random_weights"):
+        weights = Path(visual_weights) if visual_weights else get_spec(name).default_weights()
+        from vgs_cli.fsutil import file_sha256
+
+        want = settings.get("weights_sha256")
+        if want and file_sha256(weights) != want:
+            raise VgsError(f"{weights} are not the {name} weights the transformer's features came from "
+                           f"({settings.get('weights')}); pass the right file with --visual-weights")
+    bundle._extractor = FeatureExtractor(name, settings, weights)
+    return bundle._extractor
+
+
+def video_duration(path: str | os.PathLike) -> float:
+    """Seconds of the video stream (the audio track, if any, may be a little longer or shorter)."""
+    from vgs_cli.audio.io import probe
+
+    info = probe(path)
+    if not info.has_video:
+        raise VgsError(f"{path} has no video stream")
+    return _stream_copy_duration(path) or info.duration_s
+
+
+def _stream_copy_duration(path: str | os.PathLike) -> float | None:
+    """End time of the video stream, read by remuxing it to nowhere (no decoding, fast)."""
+    import re
+
+    from vgs_cli.audio.io import run_ffmpeg
+
+    proc = run_ffmpeg(["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"])
+    times = re.findall(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)", proc.stderr.decode("utf-8", "replace"))
+    if not times:
+        return None
+    h, m, s = times[-1]
+    return int(h) * 3600 + int(m) * 60 + float(s) or None
+
+
+def video_features(bundle: Bundle, path: str | os.PathLike, visual_weights: str | None = None) -> np.ndarray:
+    """`float32[L, D]`: features of every frame at 21.5 fps (as `prepare` computes them)."""
+    from vgs_cli.data.video import read_frames
+
+    ext = extractor_for(bundle, visual_weights)
+    frames = read_frames(path, short_side=ext.settings["resize_short"])
+    return ext(frames)
+
+
+def extend_features(feats: np.ndarray, num_steps: int) -> np.ndarray:
+    """Rows enough for every condition window: loop a short clip to 215 frames (as the training data),
+    then hold the last frame for the few frames a window may need past the end. `[L, D] -> [L', D]`."""
+    n = SPEC.num_video_frames
+    if len(feats) < n:
+        feats = feats[np.arange(n) % len(feats)]
+    need = 1 + VIDEO_FRAMES_PER_COLUMN * max(0, num_steps - 53) + 212 + 2
+    if len(feats) < need:
+        feats = np.concatenate([feats, np.repeat(feats[-1:], need - len(feats), axis=0)])
+    return feats
+
+
+# --------------------------------------------------------------------------------------------- sampling
+
+def steps_for_samples(n_samples: int) -> int:
+    """Code columns that cover `n_samples` of audio: ceil(mel frames / 16)."""
+    return max(1, math.ceil(spec.num_frames(n_samples) / MEL_FRAMES_PER_COLUMN))
+
+
+def _class_tensor(bundle: Bundle, labels: list[int] | None, class_name: str | None, batch: int) -> torch.Tensor | None:
+    if not bundle.gpt.cfg.uses_class:
+        return None
+    if labels is None:
+        classes = list(bundle.extra.get("classes") or [])
+        if class_name is None:
+            raise VgsError(f"this transformer is class-conditioned: pass --class (one of {', '.join(classes[:12])})")
+        if class_name not in classes:
+            raise VgsError(f"unknown class {class_name!r} (the transformer knows {', '.join(classes[:12])})")
+        labels = [classes.index(class_name)] * batch
+    return torch.tensor(labels, dtype=torch.long, device=bundle.device)
+
+
+@torch.no_grad()
+def sample_codes(bundle: Bundle, feats: np.ndarray | None, num_steps: int, opts: GenerateOptions,
+                 labels: list[int] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Codes for `num_steps` columns: `feats` `float32[B, L, D]` (or None) -> `Tensor[B*N, 5, num_steps]`."""
+    gpt, cfg = bundle.gpt, bundle.gpt.cfg
+    batch = 1 if feats is None else feats.shape[0]
+    cls = _class_tensor(bundle, labels, opts.class_name, batch)
+    ft = None if feats is None else torch.from_numpy(np.ascontiguousarray(feats)).to(bundle.device)
+
+    def window(start: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if not cfg.uses_feats:
+            return None, cls
+        return sampling.feature_window(ft, start, cfg.feat_frames), cls
+
+    if generator is None:
+        generator = torch.Generator(device=bundle.device).manual_seed(opts.seed)
+    seq = sampling.sample_long(gpt, window, num_steps, num_samples=opts.samples, **opts.sampling_kwargs(generator))
+    return from_sequence(seq, (cfg.grid[0], num_steps))
+
+
+@torch.no_grad()
+def codes_to_audio(bundle: Bundle, codes: torch.Tensor, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`Tensor[B, 5, T']` codes -> (mel `Tensor[B, 80, 16 T']` on [0, 1], wav `Tensor[B, n_samples]`)."""
+    mels = []
+    for row in codes:  # one at a time: long clips make big activations
+        x = bundle.codebook.decode_indices(row.unsqueeze(0).to(bundle.device))
+        mels.append(spec.from_model_range(x[:, 0]))
+    mel = torch.cat(mels)
+    wav = bundle.vocoder.vocode(mel)
+    wav = spec.pad_or_trim(wav, n_samples)
+    return mel.float().cpu(), wav.float().cpu()
