@@ -7,6 +7,8 @@ with sample means and covariances (ddof 1) of the 2048-d pooled Melception featu
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 
@@ -32,11 +34,14 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise VgsError(f"FID: feature sizes differ ({mu1.shape} vs {mu2.shape})")
     diff = mu1 - mu2
-    covmean, _ = scipy.linalg.sqrtm(sigma1.dot(sigma2), disp=False)
-    if not np.isfinite(covmean).all():
-        # a (nearly) singular product: regularise both covariances, as torch-fidelity does
-        offset = np.eye(sigma1.shape[0]) * SQRTM_EPS
-        covmean, _ = scipy.linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset), disp=False)
+    with warnings.catch_warnings():
+        # a singular product is expected with fewer items than dimensions; the non-finite check handles it
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean, _ = scipy.linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+        if not np.isfinite(covmean).all():
+            # a (nearly) singular product: regularise both covariances, as torch-fidelity does
+            offset = np.eye(sigma1.shape[0]) * SQRTM_EPS
+            covmean, _ = scipy.linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset), disp=False)
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=IMAG_TOL):
             worst = float(np.max(np.abs(covmean.imag)))
