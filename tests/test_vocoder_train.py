@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import subprocess
 import sys
@@ -234,14 +235,23 @@ def test_vocoder_errors_are_one_line_user_errors(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ CLI
+def _write_tone_shards(root):
+    """3 train + 1 valid 10 s tone clips in the shard format (no visual features needed here)."""
+    from vgs_cli.data.shards import ClipRecord, write_clips
+
+    records = []
+    for i, split in enumerate(["train", "train", "train", "valid"]):
+        wav = spec.pad_or_trim(tone_clip(10 + i, n=SR * 2), spec.SPEC.num_samples)
+        records.append(ClipRecord(id=f"tone/{i}", split=split, mel=spec.clip_mel(wav).numpy(), wav=wav.numpy()))
+    write_clips(root, records)
+    return root
+
+
 @pytest.mark.slow
-def test_cli_train_vocoder_end_to_end(request, tmp_path):
-    """`vgs train vocoder` on the shared tiny shards; the checkpoint it writes drives load_vocoder."""
+def test_cli_train_vocoder_end_to_end(tmp_path):
+    """`vgs train vocoder` on a small shard folder; the checkpoint it writes drives load_vocoder."""
     pytest.importorskip("vgs_cli.train.runner")
-    try:
-        shards = request.getfixturevalue("tiny_shards")
-    except pytest.FixtureLookupError:
-        pytest.skip("tiny_shards fixture not available yet")
+    shards = _write_tone_shards(tmp_path / "shards")
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "vgs_cli", "train", "vocoder", "--data", str(shards), "--run", str(run),
            "--preset", "tiny", "--steps", "3", "--batch-size", "2", "--device", "cpu",
@@ -249,7 +259,16 @@ def test_cli_train_vocoder_end_to_end(request, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert list((run / "samples").glob("*.wav"))
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    valid = [e for e in events if e.get("split") == "valid"]
+    assert valid and 0 < valid[-1]["mel_l1"] < 1
+    assert [p.name for p in sorted((run / "samples").glob("*.wav"))] == ["step0000003_tone_3.wav"]
+    audio, sr = sf.read(run / "samples" / "step0000003_tone_3.wav")
+    assert sr == SR and audio.shape == (860 * 256,)
     voc = load_vocoder("melgan", ckpt=run, device="cpu")
     out = voc.vocode(torch.rand(1, 80, 16))
     assert out.shape == (1, 16 * 256) and torch.isfinite(out).all()
+    # Bad input is one line on stderr and exit code 2, not a traceback.
+    bad = subprocess.run(cmd[:5] + ["--data", str(tmp_path / "nowhere"), "--run", str(tmp_path / "r2")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr

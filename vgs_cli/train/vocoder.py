@@ -166,7 +166,7 @@ class VocoderTask:
 
     def valid_dataset(self) -> Dataset | None:
         if self._valid_data is None:
-            self._valid_data = self._shards("valid", fields=("mel",))
+            self._valid_data = self._shards("valid", fields=("mel", "id"))
         return self._valid_data
 
     def _shards(self, split: str, fields: tuple[str, ...]) -> Dataset | None:
@@ -239,7 +239,7 @@ class VocoderTask:
             for i in range(min(self.config.valid_samples, len(data))):  # type: ignore[arg-type]
                 item = data[i]
                 mel = torch.as_tensor(item["mel"]).float()
-                audio = gen(mel[None].to(device))[0, 0].cpu()
+                audio = gen(mel[None].to(device))[0, 0].float().cpu()  # float: autocast may give bf16
                 name = f"step{step:07d}_{_safe_name(item.get('id', i))}"
                 _write_wav(out_dir / f"{name}.wav", audio)
                 _write_png(out_dir / f"{name}.png", mel, spec.mel_spectrogram(audio)[:, : mel.shape[-1]])
