@@ -201,3 +201,27 @@ def test_mux_replaces_audio_and_keeps_video(tmp_path):
     assert np.abs(got - ref)[2000:-2000].max() < 0.01  # the new sound, sample aligned
     frames = read_frames(out)  # the video stream was copied: same frames as the source for the first 3 s
     np.testing.assert_array_equal(decode_index(frames[:60]), decode_index(read_frames(video)[:60]))
+
+
+def test_video_starting_after_the_audio_stays_on_the_file_clock(tmp_path):
+    video = write_video(tmp_path / "v.mp4", index_frames(50), fps=25)
+    audio = write_wav(tmp_path / "a.wav", sine(440.0, SR, 2.5))
+    out = tmp_path / "late_video.mp4"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-itsoffset", "0.1", "-i", str(video), "-i", str(audio),
+                    "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", str(out)], check=True)
+    got = decode_index(read_frames(out))
+    # Time k/21.5 shows source frame floor((t - 0.1) * 25); before the video starts its first frame is held,
+    # so frames stay in sync with the audio, which starts at 0.
+    t = np.arange(len(got)) * 2 / 43
+    expected = np.maximum(np.floor((t - 0.1) * 25 + 1e-9), 0).astype(int)
+    np.testing.assert_array_equal(got[: len(expected) - 1], expected[:-1])
+    assert len(load_audio(out)) == pytest.approx(2.5 * SR, abs=2048)
+
+
+def test_awkward_file_names(tmp_path):
+    odd = tmp_path / "-clip: take 1.mp4"  # ':' would read as a protocol, a leading '-' as an option
+    write_video(odd, index_frames(25), fps=25, wav=sine(440.0, SR, 1.0))
+    assert probe(odd).has_audio
+    assert len(read_frames(odd)) == math.ceil(21.5) and len(load_audio(odd)) == SR
+    wav = write_wav(tmp_path / "-new: sound.wav", sine(880.0, SR, 1.0))
+    assert probe(mux_audio(odd, wav, tmp_path / "out: x.mp4")).has_video

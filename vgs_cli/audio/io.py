@@ -50,6 +50,12 @@ def last_error_line(stderr: bytes | str) -> str:
     return lines[-1] if lines else "ffmpeg failed"
 
 
+def file_arg(path: str | os.PathLike) -> str:
+    """A path as an ffmpeg file argument: `file:` keeps names with ':' (or starting with '-') from being
+    read as a protocol or an option."""
+    return "file:" + str(Path(path).absolute())
+
+
 def muxer_for(path: str | os.PathLike) -> str:
     """ffmpeg `-f` name for an output path (by suffix, mp4 by default)."""
     return _MUXERS.get(Path(path).suffix.lower(), "mp4")
@@ -130,7 +136,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no such media file: {path}")
-    proc = run_ffmpeg(["-i", str(path)])
+    proc = run_ffmpeg(["-i", file_arg(path)])
     text = proc.stderr.decode("utf-8", "replace")
     if "Input #0" not in text:
         raise DataError(f"cannot read media file {path}: {last_error_line(text)}")
@@ -153,7 +159,7 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, duration_s: float
         raise DataError(f"no such media file: {path}")
     # rematrix_maxval 1 makes the stereo downmix (L+R)/2 as in the reference's int16 wavs; float output
     # would otherwise get (L+R)/sqrt(2), 3 dB louder (a 0.03 mean shift on the [0, 1] mel scale).
-    args = ["-i", str(path), "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(int(sr)),
+    args = ["-i", file_arg(path), "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(int(sr)),
             "-rematrix_maxval", "1.0"]
     if duration_s is not None:
         if duration_s <= 0:
@@ -215,8 +221,8 @@ def mux_audio(video_path: str | os.PathLike, wav_path: str | os.PathLike, out_pa
             raise DataError(f"no such media file: {p}")
     with atomic_path(out_path) as tmp:
         proc = run_ffmpeg([
-            "-y", "-i", str(video_path), "-i", str(wav_path), "-map", "0:v:0", "-map", "1:a:0",
-            "-c:v", "copy", "-c:a", "aac", "-b:a", bitrate, "-shortest", "-f", muxer_for(out_path), str(tmp),
+            "-y", "-i", file_arg(video_path), "-i", file_arg(wav_path), "-map", "0:v:0", "-map", "1:a:0",
+            "-c:v", "copy", "-c:a", "aac", "-b:a", bitrate, "-shortest", "-f", muxer_for(out_path), file_arg(tmp),
         ])
         if proc.returncode != 0:
             raise DataError(f"cannot mux {wav_path} into {video_path}: {last_error_line(proc.stderr)}")

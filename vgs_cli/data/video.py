@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vgs_cli.audio.io import ffmpeg_exe, last_error_line, muxer_for, probe, run_ffmpeg, write_wav
+from vgs_cli.audio.io import ffmpeg_exe, file_arg, last_error_line, muxer_for, probe, run_ffmpeg, write_wav
 from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError
 from vgs_cli.fsutil import atomic_path
@@ -99,7 +99,7 @@ def read_frames(path: str | os.PathLike, fps: float = SPEC.fps, size: tuple[int,
         raise DataError(f"{path} has no video stream")
     h, w = output_size(info.width, info.height, size, short_side)
     vf = f"fps=fps={fps_fraction(fps)}:round=up,scale={w}:{h}:flags=bicubic"
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v:0",
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", file_arg(path), "-map", "0:v:0",
            "-an", "-sn", "-dn", "-vf", vf]
     n_max = None
     if max_duration_s is not None:
@@ -176,10 +176,10 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = SPEC.f
                 "-i", "pipe:0"]
         if wav is not None:
             wav_path = write_wav(Path(tmpdir) / "audio.wav", np.asarray(wav, dtype=np.float32), sr, subtype="FLOAT")
-            args += ["-i", str(wav_path), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", audio_bitrate,
+            args += ["-i", file_arg(wav_path), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", audio_bitrate,
                      "-aac_coder", aac_coder]
         args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-                 "-f", muxer_for(path), str(tmp)]
+                 "-f", muxer_for(path), file_arg(tmp)]
         proc = run_ffmpeg(args, stdin=frames.tobytes())
         if proc.returncode != 0:
             raise DataError(f"cannot write video {path}: {last_error_line(proc.stderr)}")
