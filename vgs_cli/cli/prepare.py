@@ -108,3 +108,8 @@ def manifest(root: Path = typer.Argument(..., help="Dataset folder whose shards 
     from vgs_cli.data.shards import build_manifest
 
     print_shards(root, build_manifest(root))
+
+# vgs prepare vas / vggsound (datasets work)
+from vgs_cli.cli import prepare_datasets  # noqa: E402
+
+prepare_datasets.register(app)

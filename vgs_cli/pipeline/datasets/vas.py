@@ -188,5 +188,6 @@ def prepare_vas(out: str | os.PathLike, cfg, *, videos: str | os.PathLike | None
     rows = [(src / f"{name}{by_name[name].path.suffix.lower()}", name.split("/", 1)[0], by_name[name].split)
             for name in sorted(by_name)]
     labels = write_labels_csv(work / "vas_labels.csv", src, rows)
-    manifest = prepare_folder(src, out, cfg, labels_csv=labels, classes=list(VAS_CLASSES), **folder_kwargs)
+    manifest = prepare_folder(src, out, cfg, labels_csv=labels, classes=list(VAS_CLASSES), log=log,
+                              **folder_kwargs)
     return {**manifest, **extra, "missing_videos": len(missing), "skipped_unlisted": skipped}
