@@ -318,6 +318,12 @@ def _same(infos: list[dict[str, Any]], key: str, root: Path) -> Any:
     return first
 
 
+def _stamp(path: Path) -> dict[str, int]:
+    """Size and mtime: a manifest entry is trusted only while its shard file is unchanged."""
+    st = path.stat()
+    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def collect_manifest(root: str | os.PathLike, spec: SpecConfig = SPEC) -> dict[str, Any]:
     """Summarise every shard in `root` (without writing anything). Raises DataError for mixed folders."""
     root = Path(root)
@@ -340,8 +346,8 @@ def collect_manifest(root: str | os.PathLike, spec: SpecConfig = SPEC) -> dict[s
         "format": "vgs-shards", "format_version": FORMAT_VERSION, "vgs_version": infos[0]["vgs_version"],
         "created": max(i["created"] for i in infos), "command": infos[-1]["command"],
         "num_shards": num_shards, "missing_shards": [i for i in range(num_shards) if i not in present],
-        "shards": [{"file": i["file"], "clips": i["clips"], "splits": i["splits"], "failures": len(i["failures"])}
-                   for i in infos],
+        "shards": [{"file": i["file"], "clips": i["clips"], "splits": i["splits"], "failures": len(i["failures"]),
+                    **_stamp(root / i["file"])} for i in infos],
         "clips": sum(i["clips"] for i in infos),
         "splits": {s: sum(i["splits"][s] for i in infos) for s in SPLITS},
         "no_audio": sum(i["no_audio"] for i in infos), "failures": len(failures),
@@ -363,19 +369,20 @@ def build_manifest(root: str | os.PathLike, spec: SpecConfig = SPEC) -> dict[str
 
 def read_manifest(root: str | os.PathLike, spec: SpecConfig = SPEC) -> dict[str, Any]:
     """The folder summary: `classes`, `splits` (counts), `spec`, `extractors` ({name: {dim, ...}}), `vgs_version`,
-    `shards`, `failures`, ... `manifest.json` is used when it lists exactly the shard files present; otherwise
-    (shards added by another machine, manifest missing) it is rebuilt from the shards in memory."""
+    `shards`, `failures`, ... `manifest.json` is used when it lists exactly the shard files present, unchanged
+    (size, mtime); otherwise (shards added by another machine, manifest missing) it is rebuilt in memory."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"no such dataset folder: {root}")
     path = root / MANIFEST
-    on_disk = [p.name for p in shard_files(root)]
+    on_disk = [{"file": p.name, **_stamp(p)} for p in shard_files(root)]
     if path.is_file():
         try:
             manifest = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} is not valid JSON ({exc}); rebuild it with `vgs prepare manifest {root}`") from None
-        if [s["file"] for s in manifest.get("shards", [])] == on_disk:
+        listed = [{k: s.get(k) for k in ("file", "bytes", "mtime_ns")} for s in manifest.get("shards", [])]
+        if listed == on_disk:
             if manifest.get("spec") != spec.to_dict():
                 raise DataError(f"{root} was made with other spectrogram settings; re-run vgs prepare")
             return manifest
