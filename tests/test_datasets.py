@@ -410,3 +410,25 @@ def test_vggsound_yt_dlp_download_failures_and_resume(tmp_path, synthetic_mp4s):
     assert all(np.abs(clips[n]["wav"]).max() > 0.01 for n in present)
     failed = vggsound.read_failures(out)
     assert set(failed) == set(missing) and all("404" in f["reason"] for f in failed.values())
+
+
+def test_cli_ingest_and_one_line_errors(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "feats"
+    names = [load_split("vas_valid")[5], load_split("vas_train")[7]]
+    # The last clip's flow pickle is hostile, but only resnet50 is asked for, so it is never opened.
+    _official_vas(src, names + [load_split("vas_train")[8]], {}, tmp_path / "m")
+    out = tmp_path / "out"
+    vgs = [sys.executable, "-m", "vgs_cli", "prepare", "vas"]
+    ok = subprocess.run([*vgs, "--from-features", str(src), "-o", str(out), "--features", "resnet50", "-q"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["clips"] == 3 and man["failures"] == 0 and list(man["extractors"]) == ["resnet50"]
+    bad = subprocess.run([*vgs, "--from-features", str(src), "-o", str(out), "--unlisted", "train", "-q"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "already holds shards made with" in bad.stderr
+    assert "Traceback" not in bad.stderr

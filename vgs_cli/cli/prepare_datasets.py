@@ -76,15 +76,21 @@ def _csv_list(value: Optional[str]) -> Optional[list[str]]:
 
 
 def _progress_bar(desc: str, unit: str = "B") -> Callable[[int, Optional[int]], None]:
+    """A tqdm bar on stderr, opened at the first update (an early error prints no empty bar), closed at 100%."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(desc=desc, unit=unit, unit_scale=unit == "B", leave=False, file=sys.stderr)
+    state: dict = {}
 
     def update(done: int, total: Optional[int]) -> None:
-        if total is not None and bar.total != total:
-            bar.total = total
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(desc=desc, total=total, unit=unit, unit_scale=unit == "B", leave=False,
+                                      file=sys.stderr)
         bar.n = done
         bar.refresh()
+        if total is not None and done >= total:
+            bar.close()
+            state.clear()
 
     return update
 
