@@ -20,3 +20,41 @@ def reference_dir() -> Path:
     if not (REFERENCE / "README.md").is_file():
         pytest.skip("shared reference material not present")
     return REFERENCE
+
+
+TINY_SHARDS_CLIPS = 18
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    """A small prepared dataset, built once per test session (shared by pytest-xdist workers via a lock).
+
+    `vgs prepare synthetic` with 18 procedural clips of 10 s (6 classes round robin: chirp, drum_roll,
+    impact, noise_burst, siren, tone; 3 per class), 64x64 video, split per class into 1 train / 1 valid /
+    1 test, so every split has 6 clips and every class appears in every split. One shard
+    (`shard_0-of-1.h5`) holding per clip: `mel` float32 [80, 860], `wav` int16 [220500] (read back as
+    float32), `feats/efficientnet_lite0` float32 [215, 1280] (real ImageNet weights, 64 px crop), `label`
+    (index into the sorted class list), `id` like "videos/chirp/chirp_0000", `split`. The source mp4 files
+    and labels.csv are in `<root>/source`. Treat it as read-only (copy it to modify).
+    """
+    import fcntl
+
+    from vgs_cli.config.prepare import PRESETS
+    from vgs_cli.data.shards import read_manifest
+    from vgs_cli.pipeline.prepare import prepare_synthetic
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by all workers of this session
+    root = base / "tiny_shards"
+    with open(base / "tiny_shards.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker builds, the others wait and reuse
+        try:
+            if not (root / "manifest.json").is_file():
+                cfg = PRESETS["tiny"].replace(image_size=64)
+                prepare_synthetic(root, cfg, n_clips=TINY_SHARDS_CLIPS, duration_s=10.0, seed=0, size=64, jobs=1,
+                                  progress=False, log=lambda msg: None)
+            read_manifest(root)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return root
