@@ -22,6 +22,7 @@ from vgs_cli.config.spec import SPEC
 from vgs_cli.config.vocoder import VocoderConfig
 from vgs_cli.errors import CheckpointError, VgsError
 from vgs_cli.models.melgan import Generator, fold_weight_norm, official_to_parametrized
+from vgs_cli.pipeline.loading import load_state_strict
 
 KINDS = ("melgan", "griffinlim")
 
@@ -95,10 +96,10 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def load_generator(path: str | os.PathLike) -> Generator:
-    """Rebuild the generator of a `vocoder` checkpoint from the file alone (config + weights), unfolded.
+    """Rebuild the generator of a `vocoder` checkpoint from the file alone (config + weights).
 
-    Accepts weight-norm parametrised keys (what training saves), the official `weight_g`/`weight_v` names,
-    or already folded plain `weight`s."""
+    Like `pipeline.loading.load_model(path, "vocoder")`, which takes the weight-norm parametrised keys that
+    training saves; this also accepts the official `weight_g`/`weight_v` names and already folded weights."""
     path = resolve_checkpoint(path)
     ckpt = load_checkpoint(path, stage="vocoder")
     cfg = VocoderConfig.from_dict(ckpt["config"], where=f"{path.name}: config")
@@ -106,11 +107,7 @@ def load_generator(path: str | os.PathLike) -> Generator:
     state = official_to_parametrized(ckpt["state_dict"])
     if not any(k.endswith("parametrizations.weight.original0") for k in state):
         fold_weight_norm(gen)
-    try:
-        gen.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not match the generator in its config ({first[:200]})") from None
+    load_state_strict(gen, state, str(path))
     return gen
 
 
