@@ -193,7 +193,10 @@ def download_clips(clips: list[PlannedClip], out_dir: str | os.PathLike, opts: F
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, open(log, "a", encoding="utf-8") as fh:
         futures = [(c, pool.submit(fetch_clip, c, out_dir, opts)) for c in clips]
         for done, (clip, fut) in enumerate(futures, start=1):
-            status, reason = fut.result()
+            try:
+                status, reason = fut.result()
+            except Exception as exc:  # e.g. a full disk for this clip: listed, the job goes on
+                status, reason = "failed", f"{type(exc).__name__}: {exc}"[:300]
             result[status].append(clip)
             if status == "failed":
                 fh.write(json.dumps({"id": clip.name, "source": opts.url_template.format(ytid=clip.ytid),
