@@ -431,3 +431,21 @@ def test_cli_ingest_and_one_line_errors(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "already holds shards made with" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_fetch_clip_backoff_and_permanent_errors(tmp_path, monkeypatch):
+    clip = vggsound.PlannedClip("abc_0_10000", "abc", 0, 0, "test")
+    answers = iter(["ERROR: HTTP Error 503: busy", "timed out after 5 s", None])
+    monkeypatch.setattr(vggsound, "_one_attempt", lambda c, dest, opts: next(answers))
+    sleeps: list[float] = []
+    opts = vggsound.FetchOptions(retries=3, backoff_s=2.0)
+    assert vggsound.fetch_clip(clip, tmp_path, opts, sleep=sleeps.append) == ("downloaded", None)
+    assert sleeps == [2.0, 4.0]  # exponential backoff between the three attempts
+
+    monkeypatch.setattr(vggsound, "_one_attempt", lambda c, dest, opts: "ERROR: [youtube] abc: Video unavailable")
+    sleeps.clear()
+    assert vggsound.fetch_clip(clip, tmp_path, opts, sleep=sleeps.append)[0] == "failed"
+    assert sleeps == []  # permanent: no retry
+
+    (tmp_path / "abc_0_10000.mp4").write_bytes(b"done")
+    assert vggsound.fetch_clip(clip, tmp_path, opts)[0] == "present"
