@@ -23,10 +23,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vgs_cli.audio import spec
+from vgs_cli.audio.io import write_wav
+from vgs_cli.audio.plot import save_mel_png
 from vgs_cli.config.spec import SPEC
 from vgs_cli.config.vocoder import PRESETS, VocoderConfig
 from vgs_cli.errors import VgsError
-from vgs_cli.fsutil import atomic_path, file_sha256
+from vgs_cli.fsutil import file_sha256
 from vgs_cli.models.melgan import Generator, MultiScaleDiscriminator
 
 __all__ = ["PRESETS", "CONFIG_CLASS", "make_task", "VocoderTask", "SegmentDataset", "segment_with_mel"]
@@ -197,8 +199,8 @@ class VocoderTask:
         ctx.backward("disc", loss_d)
 
         bare_disc = ctx.unwrap(disc)
-        # Through the bare module with frozen weights: the generator loss must leave no gradients in D
-        # (they would leak into the next discriminator step) and must not trigger D's DDP reducer.
+        # Through the bare module (D's DDP reducer must not wait for gradients this backward never gives it)
+        # and with D's weights frozen: no D weight gradients are computed or left behind for the next D step.
         with ctx.autocast(), frozen(bare_disc):
             fake_outs = bare_disc(fake)
             adv = hinge_g_loss([s[-1] for s in fake_outs])
@@ -218,7 +220,8 @@ class VocoderTask:
         gen = models["model"]
         device = next(gen.parameters()).device
         mel = batch["mel"].to(device).float()
-        audio = gen(mel).squeeze(1)
+        # Whole 10 s clips: chunks of 8 bound the last stage's activations (~30 MB per clip per tensor).
+        audio = torch.cat([gen(chunk).squeeze(1) for chunk in mel.split(8)])
         return {"mel_l1": vocoded_mel_l1(mel, audio)}
 
     def summarize_eval(self, collected: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -241,8 +244,9 @@ class VocoderTask:
                 mel = torch.as_tensor(item["mel"]).float()
                 audio = gen(mel[None].to(device))[0, 0].float().cpu()  # float: autocast may give bf16
                 name = f"step{step:07d}_{_safe_name(item.get('id', i))}"
-                _write_wav(out_dir / f"{name}.wav", audio)
-                _write_png(out_dir / f"{name}.png", mel, spec.mel_spectrogram(audio)[:, : mel.shape[-1]])
+                write_wav(out_dir / f"{name}.wav", audio.numpy(), SPEC.sample_rate)
+                save_mel_png(out_dir / f"{name}.png", [("input mel", mel.numpy()), (
+                    "mel of the vocoded audio", spec.mel_spectrogram(audio)[:, : mel.shape[-1]].numpy())])
         gen.train(was_training)
         return {}
 
@@ -265,28 +269,3 @@ def make_task(cfg: VocoderConfig, data_dir: Path, **cli_opts: Any) -> VocoderTas
 # ----------------------------------------------------------------------------------------------- samples
 def _safe_name(value: Any) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(value))[:80]
-
-
-def _write_wav(path: Path, audio: torch.Tensor) -> None:
-    import soundfile as sf
-
-    with atomic_path(path) as tmp:
-        sf.write(tmp, audio.clamp(-1, 1).numpy(), SPEC.sample_rate, format="WAV", subtype="PCM_16")
-
-
-def _write_png(path: Path, mel_in: torch.Tensor, mel_out: torch.Tensor) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 1, figsize=(10, 4.5), sharex=True)
-    for ax, mel, title in zip(axes, (mel_in, mel_out), ("input mel", "mel of the vocoded audio"), strict=True):
-        ax.imshow(mel.numpy(), origin="lower", aspect="auto", vmin=0.0, vmax=1.0, cmap="magma")
-        ax.set_title(title, fontsize=9)
-        ax.set_ylabel("mel bin")
-    axes[-1].set_xlabel("frame")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
