@@ -25,6 +25,7 @@ from vgs_cli.train.vocoder import (
     hinge_d_loss,
     hinge_g_loss,
     make_task,
+    segment_mel_l1,
     segment_with_mel,
 )
 
@@ -89,6 +90,12 @@ def test_segment_mel_equals_the_full_clip_mel_frames(frame):
     assert seg.shape == (length,) and mel.shape == (80, 32)
     torch.testing.assert_close(seg, wav[start : start + length])
     torch.testing.assert_close(mel, full[:, start // 256 : start // 256 + 32], atol=1e-6, rtol=0)
+    # The training mel-L1 term sees the same alignment: a real segment against its own mel scores ~0,
+    # and against the mel one hop later clearly does not.
+    assert segment_mel_l1(seg[None, None], mel[None]).item() < 1e-6
+    shifted = full[:, start // 256 + 1 : start // 256 + 33]
+    if shifted.shape[-1] == 32:
+        assert segment_mel_l1(seg[None, None], shifted[None]).item() > 1e-3
 
 
 def test_segment_dataset_random_segments_and_short_clips():

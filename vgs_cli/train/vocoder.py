@@ -70,7 +70,7 @@ class SegmentDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         wav = torch.as_tensor(self.base[index]["wav"])
-        wav = wav.float() / 32768.0 if not wav.is_floating_point() else wav.float()
+        wav = wav.float() / 32767.0 if not wav.is_floating_point() else wav.float()  # int16 as shards store it
         if wav.shape[-1] < self.length:
             wav = F.pad(wav, (0, self.length - wav.shape[-1]))
         start = int(torch.randint(0, wav.shape[-1] - self.length + 1, ()))
@@ -94,7 +94,8 @@ def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.
     scale as MelGAN does. Real features must already be detached."""
     n_feats = len(real[0]) - 1
     wt = (4.0 / n_feats) / len(real)
-    return sum(wt * F.l1_loss(f, r) for rs, fs in zip(real, fake, strict=True) for r, f in zip(rs[:-1], fs[:-1], strict=True))
+    pairs = [(r, f) for rs, fs in zip(real, fake, strict=True) for r, f in zip(rs[:-1], fs[:-1], strict=True)]
+    return sum(wt * F.l1_loss(f, r) for r, f in pairs)
 
 
 def segment_mel_l1(fake: torch.Tensor, mel01: torch.Tensor) -> torch.Tensor:
