@@ -449,3 +449,28 @@ def test_fetch_clip_backoff_and_permanent_errors(tmp_path, monkeypatch):
 
     (tmp_path / "abc_0_10000.mp4").write_bytes(b"done")
     assert vggsound.fetch_clip(clip, tmp_path, opts)[0] == "present"
+
+
+def test_clip_timeout_kills_the_whole_process_group(tmp_path):
+    import sys
+    import time
+
+    pidfile = tmp_path / "child.pid"
+    child = f"import os,time; open({str(pidfile)!r},'w').write(str(os.getpid())); time.sleep(60)"
+    parent = f"import subprocess,sys,time; subprocess.Popen([sys.executable,'-c',{child!r}]); time.sleep(60)"
+    code, _ = vggsound._run_killable([sys.executable, "-c", parent], timeout_s=1.5)
+    assert code is None
+    pid = int(pidfile.read_text())
+
+    def alive() -> bool:  # a killed process nobody reaped yet is a zombie: dead for our purpose
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    for _ in range(100):  # the grandchild (ffmpeg's role) must be gone too
+        if not alive():
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the grandchild survived the timeout")

@@ -18,9 +18,11 @@ not. Nothing stops the job: each failure becomes one JSON line in `download_fail
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -141,19 +143,35 @@ def _yt_dlp_cmd(clip: PlannedClip, out_template: str, opts: FetchOptions) -> lis
     ]
 
 
+def _run_killable(cmd: list[str], timeout_s: float) -> tuple[int | None, str]:
+    """Run `cmd` in its own process group; (exit code, stderr or stdout), or (None, "") after `timeout_s`
+    with the whole group killed: yt-dlp's ffmpeg child must not outlive an abandoned clip."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except BaseException:  # the timeout, or Ctrl-C: take the group down, then re-raise the latter
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        if sys.exc_info()[0] is subprocess.TimeoutExpired:
+            return None, ""
+        raise
+    return proc.returncode, err or out or ""
+
+
 def _one_attempt(clip: PlannedClip, dest: Path, opts: FetchOptions) -> str | None:
     """Run yt-dlp once; None on success, else the reason (one line)."""
     with tempfile.TemporaryDirectory(prefix=f".{clip.name}.", dir=dest.parent) as tmp:
         cmd = _yt_dlp_cmd(clip, os.path.join(tmp, "clip.%(ext)s"), opts)
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=opts.timeout_s, check=False)
-        except subprocess.TimeoutExpired:
+        code, text = _run_killable(cmd, opts.timeout_s)
+        if code is None:
             return f"timed out after {opts.timeout_s:g} s"
         made = sorted(Path(tmp).glob("clip.*"))
-        if proc.returncode != 0 or not made:
-            lines = [ln.strip() for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip()]
+        if code != 0 or not made:
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
             errors = [ln for ln in lines if "ERROR" in ln]
-            return ((errors or lines or [f"yt-dlp exited with {proc.returncode}"])[-1])[:300]
+            return ((errors or lines or [f"yt-dlp exited with {code}"])[-1])[:300]
         os.replace(made[0], dest)  # same folder: atomic; a crash before this leaves no partial clip
     return None
 
