@@ -135,13 +135,15 @@ PRESETS: dict[str, CodebookConfig] = {
         loss=CodebookLossConfig(disc_start=30001),
         train=_paper_train(steps=400_000, lr=4.5e-6 * 3, disc_eval=5000),
     ),
-    # CPU smoke run: same 5x53 grid, 8x narrower, a larger lr, and dead-code restarts so that a small
-    # codebook trained for a minute still uses its codes.
+    # CPU smoke run (~1 minute on one core): same 5x53 grid, 8x narrower, 256-frame random crops, a larger
+    # lr, the PatchGAN on for the last third at a small weight (a GAN this young only adds noise), and
+    # dead-code restarts so that a small codebook trained briefly still uses its codes.
     "tiny": CodebookConfig(
         model=VQGANConfig(ch=16, z_channels=32, embed_dim=32, n_embed=64, norm_groups=8),
-        loss=CodebookLossConfig(disc_start=40, disc_ndf=16),
-        train=TrainConfig(steps=80, batch_size=4, lr=2e-3, betas=(0.5, 0.9), eval_every=40, log_every=10,
+        loss=CodebookLossConfig(disc_start=80, disc_weight=0.1, disc_ndf=16),
+        train=TrainConfig(steps=120, batch_size=4, lr=1e-3, betas=(0.5, 0.9), eval_every=60, log_every=10,
                           eval_batches=2),
+        train_frames=256,
         random_crop=True,
         dead_code_window=20,
         restart_dead_codes=True,
