@@ -105,3 +105,15 @@ def test_dataloader_workers_reopen_handles_and_collate_keeps_ids(folder):
     assert b["feats"].shape == (4, 212, D) and b["label"].shape == (4,) and b["index"].tolist() == [0, 1, 2, 3]
     for k, cid in enumerate(b["id"]):
         assert float(b["feats"][k, 0, 0]) == 1000 * int(cid[1:]) + 1
+
+
+def test_tiny_shards_fixture_is_what_its_docstring_says(tiny_shards):
+    m = shards.read_manifest(tiny_shards)
+    assert m["clips"] == 18 and m["splits"] == {"train": 6, "valid": 6, "test": 6} and m["failures"] == 0
+    assert m["classes"] == ["chirp", "drum_roll", "impact", "noise_burst", "siren", "tone"]
+    assert list(m["extractors"]) == ["efficientnet_lite0"] and m["extractors"]["efficientnet_lite0"]["dim"] == 1280
+    for split in shards.SPLITS:
+        ds = ShardDataset(tiny_shards, split, fields=("mel", "feats", "label", "wav", "id"), feat_frames=212)
+        assert sorted(int(ds[k]["label"]) for k in range(len(ds))) == list(range(6))  # every class in every split
+    item = ds[0]
+    assert item["mel"].shape == (80, 848) and item["feats"].shape == (212, 1280) and item["wav"].abs().max() > 0.01

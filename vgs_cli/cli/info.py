@@ -16,7 +16,8 @@ _console = Console()
 
 
 def _table(title: str, rows: list[tuple[str, Any]]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
+    _console.print(f"[bold]{title}[/]", soft_wrap=True)  # a table title would wrap at the table's width
+    table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in rows:
@@ -38,7 +39,8 @@ def print_shards(root: str | Path, manifest: dict[str, Any] | None = None) -> No
             ("wav", m["wav_dtype"]), ("settings", m["settings"]), ("vgs version", m["vgs_version"]),
             ("command", m.get("command") or "-")]
     _console.print(_table("dataset", rows))
-    ext = Table(title="visual features", title_justify="left")
+    _console.print("[bold]visual features[/]")
+    ext = Table()
     for col in ("name", "dim", "image size", "weights", "random"):
         ext.add_column(col)
     for name, st in m["extractors"].items():
@@ -91,7 +93,8 @@ def print_run(run: Path) -> None:
         _console.print(_table(f"last {split} metrics (step {event.get('step')})",
                               [(k, v) for k, v in event.items() if k not in ("step", "split")]))
     ckpts = sorted((run / "checkpoints").glob("*.ckpt")) if (run / "checkpoints").is_dir() else []
-    _console.print("checkpoints: " + (", ".join(f"{p.name} ({p.stat().st_size / 1e6:.1f} MB)" for p in ckpts) or "none"))
+    _console.print("checkpoints: " + (", ".join(f"{p.name} ({p.stat().st_size / 1e6:.1f} MB)" for p in ckpts) or "none"),
+                   soft_wrap=True)
 
 
 def info(path: Path = typer.Argument(..., help="Shard folder, shard file, checkpoint file or run folder.")) -> None:
