@@ -53,6 +53,12 @@ def test_round_trip_is_exact(tmp_path, wav_dtype):
             np.testing.assert_array_equal(c["wav"], r.wav)
         else:  # int16: round(x * 32767) / 32767
             np.testing.assert_allclose(c["wav"], r.wav, atol=0.5 / shards.INT16_SCALE + 1e-7)
+    row_bytes = SPEC.num_samples * np.dtype(wav_dtype).itemsize
+    stored = 0
+    for path in shards.shard_files(tmp_path):
+        with h5py.File(path, "r") as f:
+            stored += f["wav"].id.get_storage_size()
+    assert stored == 6 * row_bytes  # the silent clip's all-zero row takes no space
     assert shards.read_failures(tmp_path) == [{"id": "cls0/broken", "source": "cls0/broken.mp4",
                                                "reason": "moov atom not found"}]
     assert json.loads((tmp_path / "manifest.json").read_text())["clips"] == 7
