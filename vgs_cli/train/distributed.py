@@ -26,6 +26,7 @@ class DistEnv:
     world_size: int
     local_rank: int
     device: torch.device
+    created: bool = False  # this call started the process group, so its caller should destroy it
 
     @property
     def is_main(self) -> bool:
@@ -66,20 +67,25 @@ def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> to
 
 
 def init_distributed(device: str | torch.device | None = None) -> DistEnv:
-    """Join the process group described by the torchrun environment (idempotent) and pick the device."""
+    """Join the process group described by the torchrun environment (idempotent) and pick the device.
+
+    Whoever gets `created=True` owns the group and destroys it when done. Create it once per process:
+    re-initialising after a destroy under torchrun can meet stale rendezvous keys in the agent's store."""
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", rank)
     dev = resolve_device(device, local_rank)
+    created = False
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         kwargs: dict[str, Any] = {"backend": backend, "rank": rank, "world_size": world}
         if dev.type == "cuda":
             kwargs["device_id"] = dev  # lets nccl bind eagerly; avoids a warning on the first barrier
         dist.init_process_group(**kwargs)
+        created = True
     if dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
-    return DistEnv(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+    return DistEnv(rank=rank, world_size=world, local_rank=local_rank, device=dev, created=created)
 
 
 def destroy() -> None:

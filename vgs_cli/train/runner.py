@@ -125,12 +125,12 @@ def run(stage: str, *, data: str | Path, preset: str | None, run_dir: str | Path
     try:
         cfg, preset = _resolve(module, stage, preset, run_dir, config_file, overrides, require_resume, env.is_main)
         task = module.make_task(cfg, data_dir, **stage_opts)
-    except BaseException:
-        D.destroy()
-        raise
-    meta = {"preset": preset, "data": str(data_dir.resolve()),
-            "stage_options": {k: (str(v) if isinstance(v, Path) else v) for k, v in stage_opts.items()}}
-    return Trainer(task, run_dir, device=env.device, meta=meta).fit()
+        meta = {"preset": preset, "data": str(data_dir.resolve()),
+                "stage_options": {k: (str(v) if isinstance(v, Path) else v) for k, v in stage_opts.items()}}
+        return Trainer(task, run_dir, device=env.device, meta=meta).fit()
+    finally:
+        if env.created:
+            D.destroy()
 
 
 def _resolve(module: Any, stage: str, preset: str | None, run_dir: Path, config_file: str | Path | None,

@@ -220,7 +220,8 @@ class Trainer:
             return self._fit(stop_at)
         finally:
             self.log.close()
-            D.destroy()
+            if self.env.created:  # a group the runner (or a script) started is theirs to end
+                D.destroy()
 
     def _fit(self, stop_at: int | None) -> dict[str, Any]:
         self._build()
