@@ -105,7 +105,7 @@ class ShardDataset(Dataset):
         rows = []
         for k, path in enumerate(self._files):
             with shards.open_shard(path) as f:
-                split = np.array(shards._strings(f["split"]))
+                split = np.array(shards.read_strings(f["split"]))
                 keep = split == self.split
                 if require_audio:
                     keep &= f["has_audio"][()]

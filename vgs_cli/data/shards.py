@@ -254,7 +254,8 @@ def _attr_json(f, key: str, default: Any) -> Any:
     return default if raw is None else json.loads(raw)
 
 
-def _strings(ds) -> list[str]:
+def read_strings(ds) -> list[str]:
+    """An HDF5 string dataset (or a slice of one) as Python strings."""
     return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in ds[()]]
 
 
@@ -291,19 +292,19 @@ def check_shard_attrs(f, path: Path, spec: SpecConfig = SPEC) -> None:
 def shard_info(path: str | os.PathLike, spec: SpecConfig = SPEC) -> dict[str, Any]:
     """Summary of one shard: settings, clip counts per split, classes, failures (reads no big arrays)."""
     with open_shard(path, spec) as f:
-        splits = _strings(f["split"])
+        splits = read_strings(f["split"])
         return {
             "file": Path(path).name,
             "shard_index": int(f.attrs["shard_index"]), "num_shards": int(f.attrs["num_shards"]),
             "clips": len(splits), "splits": {s: splits.count(s) for s in SPLITS},
             "no_audio": int(len(splits) - int(np.sum(f["has_audio"][()]))),
-            "classes": _strings(f["classes"]),
+            "classes": read_strings(f["classes"]),
             "extractors": _attr_json(f, "extractors", {}), "spec": _attr_json(f, "spec", {}),
             "settings": _attr_json(f, "settings", {}), "wav_dtype": str(f.attrs["wav_dtype"]),
             "vgs_version": str(f.attrs["vgs_version"]), "command": str(f.attrs.get("command", "")),
             "created": str(f.attrs.get("created", "")),
-            "failures": [json.loads(s) for s in _strings(f["failures"])],
-            "ids": _strings(f["id"]),
+            "failures": [json.loads(s) for s in read_strings(f["failures"])],
+            "ids": read_strings(f["id"]),
         }
 
 
@@ -399,13 +400,6 @@ def read_failures(root: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def shard_ids(path: str | os.PathLike) -> tuple[set[str], set[str]]:
-    """(stored clip ids, failed clip ids) of one shard: what a resumed preparation can skip."""
-    with open_shard(path) as f:
-        failed = {json.loads(s)["id"] for s in _strings(f["failures"])}
-        return set(_strings(f["id"])), failed
-
-
 # ------------------------------------------------------------------------------------------ writing
 
 def write_clips(root: str | os.PathLike, records: Iterable[ClipRecord | tuple[str, str, str]], *,
@@ -421,30 +415,28 @@ def write_clips(root: str | os.PathLike, records: Iterable[ClipRecord | tuple[st
         raise DataError(f"num_shards must be >= 1, got {num_shards}")
     done = {i for i in range(num_shards) if (root / shard_name(i, num_shards)).is_file()}
     writers: dict[int, ShardWriter] = {}
+
+    def writer(i: int) -> ShardWriter:
+        if i not in writers:
+            writers[i] = ShardWriter(root / shard_name(i, num_shards), classes=classes, extractors=extractors,
+                                     wav_dtype=wav_dtype, shard_index=i, num_shards=num_shards,
+                                     settings=settings, command=command)
+        return writers[i]
+
     try:
         for rec in records:
-            cid = rec.id if isinstance(rec, ClipRecord) else rec[0]
-            i = shard_of(cid, num_shards)
+            i = shard_of(rec.id if isinstance(rec, ClipRecord) else rec[0], num_shards)
             if i in done:
                 continue
-            if i not in writers:
-                writers[i] = ShardWriter(root / shard_name(i, num_shards), classes=classes, extractors=extractors,
-                                         wav_dtype=wav_dtype, shard_index=i, num_shards=num_shards,
-                                         settings=settings, command=command)
             if isinstance(rec, ClipRecord):
-                writers[i].add(rec)
+                writer(i).add(rec)
             else:
-                writers[i].add_failure(rec[0], rec[1], rec[2] if len(rec) > 2 else "")
-        for i in range(num_shards):  # empty shards too, so the folder is complete
-            if i not in done and i not in writers:
-                writers[i] = ShardWriter(root / shard_name(i, num_shards), classes=classes, extractors=extractors,
-                                         wav_dtype=wav_dtype, shard_index=i, num_shards=num_shards,
-                                         settings=settings, command=command)
-        for w in writers.values():
-            w.close()
+                writer(i).add_failure(rec[0], rec[1], rec[2] if len(rec) > 2 else "")
+        for i in sorted(set(range(num_shards)) - done):  # empty shards too, so the folder is complete
+            writer(i).close()
     finally:
         for w in writers.values():
-            w.abort()
+            w.abort()  # no-op for closed writers
     return build_manifest(root)
 
 
@@ -454,8 +446,8 @@ def iter_clips(root: str | os.PathLike, split: str | None = None,
     `wav` float32), shard by shard in row order; `split` filters."""
     for path in shard_files(root):
         with open_shard(path) as f:
-            splits = _strings(f["split"])
-            ids = _strings(f["id"])
+            splits = read_strings(f["split"])
+            ids = read_strings(f["id"])
             for r, s in enumerate(splits):
                 if split is not None and s != split:
                     continue
@@ -464,22 +456,16 @@ def iter_clips(root: str | os.PathLike, split: str | None = None,
 
 def read_row(f, r: int, fields: tuple[str, ...], ids: list[str] | None = None,
              splits: list[str] | None = None) -> dict[str, Any]:
-    """Row `r` of an open shard as numpy values."""
+    """Row `r` of an open shard as numpy values (`wav` decoded to float32, `feats` as {name: array})."""
     out: dict[str, Any] = {}
     for name in fields:
-        if name == "id":
-            out["id"] = ids[r] if ids is not None else _strings(f["id"])[r]
-        elif name == "split":
-            out["split"] = splits[r] if splits is not None else _strings(f["split"])[r]
-        elif name == "source":
-            v = f["source"][r]
-            out["source"] = v.decode("utf-8") if isinstance(v, bytes) else str(v)
+        if name in ("id", "split", "source"):
+            known = {"id": ids, "split": splits}.get(name)
+            out[name] = known[r] if known is not None else read_strings(f[name][r : r + 1])[0]
         elif name in ("label", "has_audio"):
             out[name] = f[name][r].item()
-        elif name == "mel":
-            out["mel"] = f["mel"][r]
-        elif name == "wav":
-            out["wav"] = decode_wav(f["wav"][r])
+        elif name in ("mel", "wav"):
+            out[name] = f["mel"][r] if name == "mel" else decode_wav(f["wav"][r])
         elif name == "feats":
             out["feats"] = {k: f["feats"][k][r] for k in f["feats"]}
         else:
