@@ -29,6 +29,7 @@ NUM_SHARDS = typer.Option(None, "--num-shards", help="Total shards (default: cli
 MODE = typer.Option(None, "--mode", help="Clips shorter than 10 s: loop (the reference) or pad.")
 SET = typer.Option([], "--set", help="Override a prepare setting, e.g. --set clips_per_shard=256 (repeatable).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+DEVICE = typer.Option(None, "--device", help="Where the extractors run: cpu or cuda (default: cuda when available).")
 
 
 def _config(preset: str, extractors: list[str], image_size: Optional[int], mode: Optional[str], overrides: list[str]):
@@ -60,9 +61,9 @@ def _weights(items: list[str], extractors: tuple[str, ...]) -> dict[str, str]:
 
 
 def _common(cfg, weights: list[str], random_weights: bool, jobs: int, shard_index: Optional[int],
-            num_shards: Optional[int], quiet: bool) -> dict:
+            num_shards: Optional[int], quiet: bool, device: Optional[str]) -> dict:
     return dict(visual_weights=_weights(weights, cfg.extractors), random_visual_weights=random_weights,
-                jobs=jobs, shard_index=shard_index, num_shards=num_shards, progress=not quiet,
+                jobs=jobs, shard_index=shard_index, num_shards=num_shards, progress=not quiet, device=device,
                 command=shlex.join(["vgs", *sys.argv[1:]]), log=typer.echo)
 
 
@@ -72,14 +73,15 @@ def folder(src: Path = typer.Argument(..., help="Folder of videos (searched recu
            preset: Optional[str] = PRESET, extractor: list[str] = EXTRACTOR, visual_weights: list[str] = WEIGHTS,
            random_visual_weights: bool = RANDOM, image_size: Optional[int] = IMAGE_SIZE, jobs: int = JOBS,
            shard_index: Optional[int] = SHARD_INDEX, num_shards: Optional[int] = NUM_SHARDS,
-           mode: Optional[str] = MODE, overrides: list[str] = SET, quiet: bool = QUIET) -> None:
+           mode: Optional[str] = MODE, overrides: list[str] = SET, quiet: bool = QUIET,
+           device: Optional[str] = DEVICE) -> None:
     """Any folder of videos -> shards. Labels from --labels or the parent folder name; split by hash if none."""
     from vgs_cli.cli.info import print_shards
     from vgs_cli.pipeline.prepare import prepare_folder
 
     cfg = _config(preset or "vas", extractor, image_size, mode, overrides)
     manifest = prepare_folder(src, out, cfg, labels_csv=labels,
-                              **_common(cfg, visual_weights, random_visual_weights, jobs, shard_index, num_shards, quiet))
+                              **_common(cfg, visual_weights, random_visual_weights, jobs, shard_index, num_shards, quiet, device))
     print_shards(out, manifest)
 
 
@@ -90,14 +92,15 @@ def synthetic(out: Path = OUT, clips: int = typer.Option(18, "--clips", help="Nu
               preset: Optional[str] = PRESET, extractor: list[str] = EXTRACTOR, visual_weights: list[str] = WEIGHTS,
               random_visual_weights: bool = RANDOM, image_size: Optional[int] = IMAGE_SIZE, jobs: int = JOBS,
               shard_index: Optional[int] = SHARD_INDEX, num_shards: Optional[int] = NUM_SHARDS,
-              mode: Optional[str] = MODE, overrides: list[str] = SET, quiet: bool = QUIET) -> None:
+              mode: Optional[str] = MODE, overrides: list[str] = SET, quiet: bool = QUIET,
+              device: Optional[str] = DEVICE) -> None:
     """Make the procedural audio-visual dataset (real mp4 files in OUT/source), then prepare it like `folder`."""
     from vgs_cli.cli.info import print_shards
     from vgs_cli.pipeline.prepare import prepare_synthetic
 
     cfg = _config(preset or "tiny", extractor, image_size, mode, overrides)
     manifest = prepare_synthetic(out, cfg, n_clips=clips, duration_s=duration, seed=seed, size=size,
-                                 **_common(cfg, visual_weights, random_visual_weights, jobs, shard_index, num_shards, quiet))
+                                 **_common(cfg, visual_weights, random_visual_weights, jobs, shard_index, num_shards, quiet, device))
     print_shards(out, manifest)
 
 

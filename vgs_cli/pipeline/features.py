@@ -202,15 +202,17 @@ def warn_random(names: list[str]) -> None:
 
 class FeatureExtractor:
     """Frames -> features. `__call__(uint8[N, H, W, 3] with short side == settings['resize_short'])
-    -> float32[N, dim]`; identical frames are computed once."""
+    -> float32[N, dim]`; identical frames are computed once. `device` None: CUDA when available."""
 
     def __init__(self, name: str, settings: dict[str, Any], weights_path: str | Path | None = None,
-                 batch_size: int = 64):
+                 batch_size: int = 64, device: str | None = None):
         self.name, self.settings, self.batch_size = name, settings, batch_size
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.net = load_network(name, settings, weights_path)
         fold_batchnorm(self.net)
-        self.mean = torch.tensor(settings["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(settings["std"], dtype=torch.float32).view(1, 3, 1, 1)
+        self.net.to(self.device)
+        self.mean = torch.tensor(settings["mean"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
+        self.std = torch.tensor(settings["std"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         """`uint8[N, H, W, 3] -> Tensor[N, 3, S, S]`: centre crop S = image_size, scale to [0, 1], normalise."""
@@ -220,7 +222,7 @@ class FeatureExtractor:
             raise VgsError(f"frames of {h}x{w} are smaller than the {s}px crop")
         top, left = (h - s) // 2, (w - s) // 2
         x = torch.from_numpy(np.ascontiguousarray(frames[:, top : top + s, left : left + s]))
-        x = x.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        x = x.to(self.device).permute(0, 3, 1, 2).to(torch.float32) / 255.0
         return (x - self.mean) / self.std
 
     @torch.inference_mode()
@@ -238,5 +240,5 @@ class FeatureExtractor:
         out = []
         for i in range(0, len(pick), self.batch_size):
             out.append(self.net(self.preprocess(frames[pick[i : i + self.batch_size]])))
-        feats = torch.cat(out).numpy().astype(np.float32)
+        feats = torch.cat(out).float().cpu().numpy()
         return feats[inverse]

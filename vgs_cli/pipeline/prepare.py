@@ -124,17 +124,18 @@ def discover_clips(root: str | Path, labels_csv: str | Path | None = None,
 _EXTRACTORS: dict[str, Any] = {}  # per worker process: built once, reused for every clip
 
 
-def _extractor(name: str, settings: dict[str, Any], weights: str | None, batch: int):
+def _extractor(name: str, settings: dict[str, Any], weights: str | None, batch: int, device: str | None):
     from vgs_cli.pipeline.features import FeatureExtractor
 
-    key = json.dumps([name, settings, weights, batch], sort_keys=True)
+    key = json.dumps([name, settings, weights, batch, device], sort_keys=True)
     if key not in _EXTRACTORS:
-        _EXTRACTORS[key] = FeatureExtractor(name, settings, weights, batch_size=batch)
+        _EXTRACTORS[key] = FeatureExtractor(name, settings, weights, batch_size=batch, device=device)
     return _EXTRACTORS[key]
 
 
 def compute_clip(clip: SourceClip, extractors: dict[str, dict[str, Any]], mode: str,
-                 weights: dict[str, str | None] | None = None, feature_batch: int = 64) -> shards.ClipRecord:
+                 weights: dict[str, str | None] | None = None, feature_batch: int = 64,
+                 device: str | None = None) -> shards.ClipRecord:
     """Decode one video and compute its record: features `[215, D]` per extractor, wav `[220500]`, mel `[80, 860]`."""
     from vgs_cli.audio.io import load_audio, probe
     from vgs_cli.audio.spec import clip_mel
@@ -149,7 +150,7 @@ def compute_clip(clip: SourceClip, extractors: dict[str, dict[str, Any]], mode: 
         if side not in decoded:  # extractors with the same input size share one decode
             frames = read_frames(clip.path, short_side=side, max_duration_s=SPEC.duration_s)
             decoded[side] = fit_clip(frames, None, mode=mode)[0]
-        feats[name] = _extractor(name, st, (weights or {}).get(name), feature_batch)(decoded[side])
+        feats[name] = _extractor(name, st, (weights or {}).get(name), feature_batch, device)(decoded[side])
     wav = load_audio(clip.path, duration_s=SPEC.duration_s) if info.has_audio else None
     if wav is not None and len(wav) == 0:
         wav = None
@@ -187,7 +188,7 @@ def _load_piece(path: Path) -> shards.ClipRecord:
 
 def process_clip(clip: SourceClip, extractors: dict[str, dict[str, Any]], mode: str, work: str,
                  weights: dict[str, str | None] | None = None, feature_batch: int = 64,
-                 threads: int = 0) -> str | None:
+                 device: str | None = None, threads: int = 0) -> str | None:
     """Worker job: compute one clip into its piece file; a clip that fails gets a `.fail.json` instead.
     Returns None on success or the failure reason."""
     if threads:
@@ -196,7 +197,7 @@ def process_clip(clip: SourceClip, extractors: dict[str, dict[str, Any]], mode: 
         torch.set_num_threads(threads)
     ok_path, fail_path = _piece_paths(Path(work), clip.id)
     try:
-        _save_piece(ok_path, compute_clip(clip, extractors, mode, weights, feature_batch))
+        _save_piece(ok_path, compute_clip(clip, extractors, mode, weights, feature_batch, device))
         return None
     except VgsError as exc:
         reason = str(exc)
@@ -241,7 +242,7 @@ def _make_shard(i: int, n: int, clips: list[SourceClip], out: Path, work_root: P
     if len(todo) < len(assigned):
         log(f"{path.name}: resuming, {len(assigned) - len(todo)} of {len(assigned)} clips already computed")
     kwargs = dict(extractors=meta["extractors"], mode=cfg.mode, work=str(work), weights=meta["weights"],
-                  feature_batch=cfg.feature_batch)
+                  feature_batch=cfg.feature_batch, device=meta.get("device"))
     _run_jobs(todo, process_clip, kwargs, jobs, progress, desc=path.name)
     with shards.ShardWriter(path, classes=meta["classes"], extractors=meta["extractors"], wav_dtype=cfg.wav_dtype,
                             shard_index=i, num_shards=n, settings=meta["settings"], command=meta["command"]) as w:
@@ -305,8 +306,10 @@ def prepare_folder(src: str | Path, out: str | Path, cfg: PrepareConfig, *, labe
                    classes: list[str] | None = None,
                    visual_weights: dict[str, str] | None = None, random_visual_weights: bool = False,
                    jobs: int = 1, shard_index: int | None = None, num_shards: int | None = None,
-                   command: str = "", progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Turn every video under `src` into shards in `out` (resumable); returns the manifest."""
+                   device: str | None = None, command: str = "", progress: bool = True,
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Turn every video under `src` into shards in `out` (resumable); returns the manifest.
+    `device` runs the extractors there (None: CUDA when available); it is not recorded (same features)."""
     out = Path(out)
     if jobs < 1:
         raise VgsError(f"-j must be >= 1, got {jobs}")
@@ -314,7 +317,7 @@ def prepare_folder(src: str | Path, out: str | Path, cfg: PrepareConfig, *, labe
     clips, duplicates = _dedupe(clips)
     extractors, weights = resolve_extractors(cfg, visual_weights, random_visual_weights)
     meta = {"extractors": extractors, "weights": weights, "classes": classes, "command": command,
-            "duplicates": duplicates,
+            "duplicates": duplicates, "device": device,
             "settings": {"mode": cfg.mode, "source": "video"}}
     out.mkdir(parents=True, exist_ok=True)
     n = _check_existing(out, num_shards, meta, cfg.wav_dtype) or num_shards or cfg.num_shards_for(len(clips))
