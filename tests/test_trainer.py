@@ -14,7 +14,7 @@ from vgs_cli.config.train import TrainConfig
 from vgs_cli.errors import CheckpointError, ConfigError, DataError, VgsError
 from vgs_cli.train import runner
 from vgs_cli.train.trainer import Trainer
-from vgs_cli.train.trainer_utils import lr_factor, seed_everything
+from vgs_cli.train.trainer_utils import MetricsLog, lr_factor, seed_everything
 
 
 def toy(kind: str = "regression", optimizer: str = "sgd", data: dict | None = None, nan_at_step: int = -1,
@@ -207,6 +207,15 @@ def test_eval_batches_limits_validation_and_tiny_data_is_an_error(tmp_path):
     assert result["n_collected"] == 8
     with pytest.raises(VgsError, match="training split has 6 samples"):
         fit(toy(steps=2, data={"n_train": 6}), tmp_path / "b")
+
+
+def test_metrics_log_writes_strict_json(tmp_path):
+    log = MetricsLog(tmp_path, enabled=True)
+    log.write({"step": 3, "split": "valid", "loss": float("nan"), "top1": 0.5, "x": torch.tensor(2.0)})
+    MetricsLog(tmp_path / "off", enabled=False).write({"step": 1})
+    line = (tmp_path / "metrics.jsonl").read_text()
+    assert json.loads(line) == {"step": 3, "split": "valid", "loss": None, "top1": 0.5, "x": 2.0}
+    assert "NaN" not in line and not (tmp_path / "off").exists()
 
 
 def test_gan_run_logs_both_losses_and_leaves_no_stale_grads(tmp_path):

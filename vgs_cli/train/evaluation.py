@@ -19,13 +19,17 @@ from vgs_cli.train.trainer_utils import preserved_rng, to_device
 
 
 def validate(trainer: Any) -> dict[str, float]:
-    """Run `task.eval_step` over the valid split (at most `train.eval_batches` batches per rank when > 0)
-    and return the metrics, identical on every rank. `{}` when the task has no validation data."""
+    """Run `task.eval_step` over the valid split (its first `train.eval_batches` batches when > 0, split
+    over the ranks) and return the metrics, identical on every rank. `{}` without validation data."""
     task, env, cfg = trainer.task, trainer.env, trainer.cfg
-    get = getattr(task, "valid_dataset", None)
-    ds = get() if callable(get) else None
+    if not hasattr(trainer, "_valid_ds"):  # built once per run, like the training set
+        get = getattr(task, "valid_dataset", None)
+        trainer._valid_ds = get() if callable(get) else None
+    ds = trainer._valid_ds
     if ds is None or len(ds) == 0:
         return {}
+    # eval_batches counts batches of the whole split, so N processes see the same samples as one process
+    limit = -(-cfg.eval_batches // env.world_size) if cfg.eval_batches > 0 else 0
     loader = DataLoader(ds, batch_size=cfg.batch_size,
                         sampler=D.ShardSampler(len(ds), num_replicas=env.world_size, rank=env.rank),
                         num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda")
@@ -37,7 +41,7 @@ def validate(trainer: Any) -> dict[str, float]:
     collected: dict[str, list[torch.Tensor]] = {}
     with preserved_rng(), torch.no_grad():
         for i, batch in enumerate(loader):
-            if cfg.eval_batches > 0 and i >= cfg.eval_batches:
+            if limit and i >= limit:
                 break
             with trainer.autocast():
                 out = task.eval_step(models, to_device(batch, env.device))

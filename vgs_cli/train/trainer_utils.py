@@ -138,6 +138,7 @@ class MetricsLog:
     def write(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        row = {k: finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, default=_json_default) + "\n")
         if self.tb is not None:
