@@ -34,7 +34,7 @@ def tiny_shards(tmp_path_factory) -> Path:
     1 test, so every split has 6 clips and every class appears in every split. One shard
     (`shard_0-of-1.h5`) holding per clip: `mel` float32 [80, 860], `wav` int16 [220500] (read back as
     float32), `feats/efficientnet_lite0` float32 [215, 1280] (real ImageNet weights, 64 px crop), `label`
-    (index into the sorted class list), `id` like "videos/chirp/chirp_0000", `split`. The source mp4 files
+    (index into the sorted class list), `id` like "chirp/chirp_0000", `split`. The source mp4 files
     and labels.csv are in `<root>/source`. Treat it as read-only (copy it to modify).
     """
     import fcntl

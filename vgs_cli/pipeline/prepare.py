@@ -362,4 +362,5 @@ def prepare_synthetic(out: str | Path, cfg: PrepareConfig, *, n_clips: int, dura
     if not stamp.is_file():
         write_synthetic_dataset(src, n_clips, duration_s=duration_s, seed=seed, size=size, jobs=jobs)
         write_json(stamp, params)
-    return prepare_folder(src, out, cfg, labels_csv=src / "labels.csv", jobs=jobs, **folder_kwargs)
+    # Ids relative to videos/ read like VAS ids: "<class>/<class>_<NNNN>" (CSV paths resolve via its folder).
+    return prepare_folder(src / "videos", out, cfg, labels_csv=src / "labels.csv", jobs=jobs, **folder_kwargs)
