@@ -264,7 +264,9 @@ def open_shard(path: str | os.PathLike, spec: SpecConfig = SPEC):
     path = Path(path)
     h5py = _h5py()
     try:
-        f = h5py.File(path, "r")
+        # Shards are immutable once renamed into place, so readers need no HDF5 file lock (which fails on
+        # many cluster file systems: "unable to lock file").
+        f = h5py.File(path, "r", locking=False)
     except (OSError, FileNotFoundError) as exc:
         raise DataError(f"cannot open shard {path}: {str(exc).splitlines()[0]}") from None
     try:
