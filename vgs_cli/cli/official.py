@@ -1,4 +1,9 @@
-"""`vgs import specvqgan` and `vgs download` (owned by the official-checkpoint work)."""
+"""`vgs import specvqgan` and `vgs download`: argument parsing and printing; `pipeline.official` does the work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -6,6 +11,75 @@ from vgs_cli.errors import VgsError
 
 import_app = typer.Typer(no_args_is_help=True)
 
+STATS = typer.Option(None, "--stats", help="Per-mel-bin statistics for the classifiers "
+                     "(train_means_stds_melspec_10s_22050hz.txt; default: next to the file).")
+CLASSES = typer.Option(None, "--classes", help="Class names of a class-conditioned transformer, one per line, "
+                       "in label order (VAS's 8 are known).")
+EXTRACTOR = typer.Option(None, "--extractor", help="Visual features of a transformer whose run config does not "
+                         "say: resnet50 or bninception.")
+FORCE = typer.Option(False, "--force", help="Replace existing outputs that hold other weights.")
 
-def download(name: str = typer.Argument(..., help="Published file name (see `vgs download --list`).")) -> None:
-    raise VgsError("vgs download is not implemented yet")
+
+def _options(stats: Optional[Path], classes: Optional[Path], extractor: Optional[str], force: bool):
+    from vgs_cli.pipeline.official.importer import ImportOptions
+
+    names = None
+    if classes is not None:
+        try:
+            names = [line.strip() for line in classes.read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            raise VgsError(f"cannot read {classes}: {exc.strerror or exc}") from None
+    return ImportOptions(stats=stats, classes=names, extractor=extractor, force=force)
+
+
+def _report(written) -> None:
+    for w in written:
+        typer.echo(f"{w.status}: {w.path} ({w.stage}, from {w.source.name})")
+        for note in w.notes:
+            typer.echo(f"  note: {note}")
+
+
+@import_app.command("specvqgan")
+def specvqgan(
+    path: Path = typer.Argument(..., help="An official file (.ckpt/.pt) or folder (unpacked run, or several files)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: <stage>.ckpt files (use with --model)."),
+    stats: Optional[Path] = STATS, classes: Optional[Path] = CLASSES, extractor: Optional[str] = EXTRACTOR,
+    force: bool = FORCE,
+) -> None:
+    """Convert official SpecVQGAN files (codebook, transformer, MelGAN, Melception, VGGish-ish) into vgs checkpoints."""
+    from vgs_cli.pipeline.official.importer import import_specvqgan
+
+    _report(import_specvqgan(path, out, _options(stats, classes, extractor, force), log=typer.echo))
+
+
+def _print_list() -> None:
+    from vgs_cli.pipeline.official.registry import listing
+
+    for row in listing():
+        alias = f" ({row['alias']})" if row["alias"] else ""
+        detail = f": {row['detail']}" if row["detail"] else ""
+        typer.echo(f"{row['name']}{alias} [{row['kind']}]{detail}")
+
+
+def download(
+    names: Optional[list[str]] = typer.Argument(None, help="Published names or aliases (see --list)."),
+    out: Path = typer.Option(Path("models/official"), "--out", "-o", help="Folder for the imported checkpoints "
+                             "(downloads are kept in OUT/downloads)."),
+    list_: bool = typer.Option(False, "--list", help="List the published files and exit."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Mirror to fetch from (default: "
+                                           "$VGS_OFFICIAL_BASE_URL, else the official server)."),
+    stats: Optional[Path] = STATS, classes: Optional[Path] = CLASSES, extractor: Optional[str] = EXTRACTOR,
+    force: bool = FORCE,
+) -> None:
+    if list_:
+        _print_list()
+        return
+    from vgs_cli.pipeline.official.fetch import download_official
+
+    results = download_official(list(names or []), out, _options(stats, classes, extractor, force),
+                                base_url=base_url, log=typer.echo)
+    for r in results:
+        typer.echo(f"{r.name}: {r.file}")
+        for note in r.notes:
+            typer.echo(f"  note: {note}")
+        _report(r.written)
