@@ -26,20 +26,19 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from vgs_cli import __version__
-from vgs_cli.checkpoint import load_checkpoint, save_checkpoint
+from vgs_cli.checkpoint import save_checkpoint
 from vgs_cli.config.train import TrainConfig
 from vgs_cli.errors import VgsError
 from vgs_cli.fsutil import write_json
 from vgs_cli.train import distributed as D
+from vgs_cli.train.checkpointing import restore, task_extra, train_state
 from vgs_cli.train.evaluation import validate
 from vgs_cli.train.trainer_utils import (
     MetricsLog,
     StepSchedule,
     note,
     prune_step_checkpoints,
-    rng_state,
     seed_everything,
-    set_rng_state,
     to_device,
 )
 
@@ -182,31 +181,7 @@ class Trainer:
         D.barrier()  # every rank decided before rank 0 can write anything
         if not found:
             return False
-        ckpt = load_checkpoint(path, stage=self.task.stage)
-        ts = ckpt.get("train_state")
-        if not isinstance(ts, dict):
-            raise VgsError(f"{path}: has no training state to resume from (an inference-only checkpoint?)")
-        _load_strict(self.bare["model"], ckpt["state_dict"], f"{path} (model)")
-        for name, sd in ts.get("models", {}).items():
-            if name in self.bare:
-                _load_strict(self.bare[name], sd, f"{path} ({name})")
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(ts["optimizers"][name])
-            self.schedules[name].load_state_dict(ts["schedulers"][name])
-            if ts["scalers"].get(name):
-                self.scalers[name].load_state_dict(ts["scalers"][name])
-        self.step, self.best = int(ts["step"]), ts.get("best")
-        self.last_valid = dict(ckpt.get("extra", {}).get("metrics", {}))
-        rngs = ts["rng"]
-        if int(ts.get("world_size", 1)) == self.env.world_size and len(rngs) == self.env.world_size:
-            set_rng_state(rngs[self.env.rank])
-            self.epoch, self.batch_in_epoch = int(ts["epoch"]), int(ts["batch_in_epoch"])
-        else:  # another process count: the data order cannot be continued, start the next epoch fresh
-            seed_everything(self.cfg.seed + self.env.rank + self.step)
-            self.epoch, self.batch_in_epoch = int(ts["epoch"]) + 1, 0
-            if self.env.is_main:
-                note(f"resuming with {self.env.world_size} processes instead of {ts.get('world_size')}: "
-                     "data order restarts at a new epoch")
+        restore(self, path)
         return True
 
     # ----------------------------------------------------------------------------------------- fit
@@ -358,15 +333,7 @@ class Trainer:
             prune_step_checkpoints(self.ckpt_dir, self.cfg.keep_last)
 
     def _train_state(self) -> dict[str, Any]:
-        return {
-            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-            "world_size": self.env.world_size, "best": self.best,
-            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
-            "schedulers": {n: s.state_dict() for n, s in self.schedules.items()},
-            "scalers": {n: s.state_dict() for n, s in self.scalers.items()},
-            "rng": D.all_gather_objects(rng_state()),
-            "models": {n: m.state_dict() for n, m in self.bare.items() if n != "model" and n in self.trainable},
-        }
+        return train_state(self)  # collective (gathers every rank's RNG)
 
     def _save(self, name: str, train_state: dict[str, Any] | None) -> None:
         """Rank 0 writes atomically; weights that went non-finite are never written over a good file."""
@@ -376,33 +343,18 @@ class Trainer:
             raise NonFiniteLoss(self.nonfinite_message("weights", self.step))
         if not self.env.is_main:
             return
-        extra = {**_extra(self.task), "step": self.step, "metrics": dict(self.last_valid)}
+        extra = {**task_extra(self.task), "step": self.step, "metrics": dict(self.last_valid)}
         save_checkpoint(self.ckpt_dir / name, stage=self.task.stage, config=self.task.config.to_dict(),
                         state_dict=model.state_dict(), extra=extra, train_state=train_state)
 
     def _write_run_config(self) -> None:
         write_json(self.run_dir / "config.json", {
             "stage": self.task.stage, "vgs_version": __version__, "config": self.task.config.to_dict(),
-            "provenance": _extra(self.task), "world_size": self.env.world_size, **self.meta,
+            "provenance": task_extra(self.task), "world_size": self.env.world_size, **self.meta,
         })
 
     def _result(self) -> dict[str, Any]:
         return {"step": self.step, **self.last_valid, **{f"train/{k}": v for k, v in self.last_train.items()}}
-
-
-def _extra(task: Any) -> dict[str, Any]:
-    fn = getattr(task, "checkpoint_extra", None)
-    return dict(fn() or {}) if callable(fn) else {}
-
-
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise VgsError(f"{where}: weights do not match the model ({str(exc).splitlines()[-1].strip()[:200]})") from None
-    if missing or unexpected:
-        raise VgsError(f"{where}: weights do not match the model (missing {list(missing)[:5]}, "
-                       f"unexpected {list(unexpected)[:5]})")
 
 
 def _progress(enabled: bool, stage: str, initial: int, total: int) -> Any:
