@@ -153,18 +153,18 @@ def griffin_lim(mag: torch.Tensor, cfg: SpecConfig = SPEC, n_iter: int = 32, mom
     lead = mag.shape[:-2]
     mag = mag.reshape(-1, *mag.shape[-2:]).to(torch.float64)
     window = torch.hann_window(cfg.win_length, periodic=True, dtype=torch.float64, device=mag.device)
-    length = length or (mag.shape[-1] - 1) * cfg.hop_length
+    frames_len = (mag.shape[-1] - 1) * cfg.hop_length  # what the frames describe; `length` pads/trims it
     kw = dict(n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length, window=window, center=True)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     phase = torch.exp(2j * torch.pi * torch.rand(mag.shape, generator=gen, dtype=torch.float64)).to(mag.device)
     prev = torch.zeros_like(phase)
     for _ in range(n_iter):
-        wav = torch.istft(mag * phase, length=length, **kw)
+        wav = torch.istft(mag * phase, length=frames_len, **kw)
         rebuilt = torch.stft(wav, pad_mode=cfg.pad_mode, return_complex=True, **kw)
         accel = rebuilt - (momentum / (1.0 + momentum)) * prev
         prev = rebuilt
         phase = accel / torch.clamp(accel.abs(), min=1e-16)
-    wav = torch.istft(mag * phase, length=length, **kw)
+    wav = pad_or_trim(torch.istft(mag * phase, length=frames_len, **kw), length or frames_len)
     return wav.reshape(*lead, wav.shape[-1]).to(torch.float32)
 
 

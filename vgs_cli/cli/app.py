@@ -63,7 +63,10 @@ def main() -> None:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # click usage errors and real bugs
-        import click
+        try:
+            import click
+        except ImportError:  # typer >= 0.20 vendors its own click
+            from typer import _click as click
 
         if isinstance(exc, click.ClickException):
             exc.show()
