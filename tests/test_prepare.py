@@ -134,6 +134,19 @@ def test_shard_index_splits_the_work_across_machines(src, tmp_path):
         prepare.prepare_folder(src, out, CFG.replace(image_size=48), **QUIET)
 
 
+def test_parallel_workers_report_failures_like_one_process(src, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    for name in ("dog/broken.mp4", "cat/voice.mp4"):  # fail fast: the workers need no feature network
+        (bad / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / name, bad / name)
+    m = prepare.prepare_folder(bad, tmp_path / "out", CFG, jobs=2, **QUIET)
+    assert m["clips"] == 0 and m["failures"] == 2 and m["shards"][0]["clips"] == 0
+    reasons = {f["id"]: f["reason"] for f in shards.read_failures(tmp_path / "out")}
+    assert "no video stream" in reasons["cat/voice"] and "cannot read" in reasons["dog/broken"]
+
+
 def test_labels_csv_names_ints_and_splits(tmp_path):
     for name in ("x1.mp4", "sub/x2.mkv", "x3.mp4", "x4.webm"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +174,7 @@ def _vgs(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_cli_prepare_synthetic_end_to_end(tmp_path):
     proc = _vgs("prepare", "synthetic", "-o", "data", "--clips", "6", "--duration", "2", "--size", "32",
-                "--image-size", "32", "-j", "2", "-q", cwd=tmp_path)
+                "--image-size", "32", "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "6 clips" in proc.stdout and "efficientnet_lite0" in proc.stdout
     with h5py.File(tmp_path / "data" / "shard_0-of-1.h5", "r") as f:

@@ -138,12 +138,13 @@ def compute_clip(clip: SourceClip, extractors: dict[str, dict[str, Any]], mode: 
                  device: str | None = None) -> shards.ClipRecord:
     """Decode one video and compute its record: features `[215, D]` per extractor, wav `[220500]`, mel `[80, 860]`."""
     from vgs_cli.audio.io import load_audio, probe
+
+    info = probe(clip.path)  # DataError for unreadable files (before importing torch: bad files fail fast)
+    if not info.has_video:
+        raise DataError("no video stream (audio-only file)")
     from vgs_cli.audio.spec import clip_mel
     from vgs_cli.data.video import fit_clip, read_frames
 
-    info = probe(clip.path)  # DataError for unreadable files
-    if not info.has_video:
-        raise DataError("no video stream (audio-only file)")
     feats, decoded = {}, {}
     for name, st in extractors.items():
         side = st["resize_short"]
@@ -188,13 +189,9 @@ def _load_piece(path: Path) -> shards.ClipRecord:
 
 def process_clip(clip: SourceClip, extractors: dict[str, dict[str, Any]], mode: str, work: str,
                  weights: dict[str, str | None] | None = None, feature_batch: int = 64,
-                 device: str | None = None, threads: int = 0) -> str | None:
+                 device: str | None = None) -> str | None:
     """Worker job: compute one clip into its piece file; a clip that fails gets a `.fail.json` instead.
     Returns None on success or the failure reason."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     ok_path, fail_path = _piece_paths(Path(work), clip.id)
     try:
         _save_piece(ok_path, compute_clip(clip, extractors, mode, weights, feature_batch, device))
@@ -221,8 +218,10 @@ def _run_jobs(todo: list[SourceClip], fn: Callable[..., str | None], kwargs: dic
     else:
         from joblib import Parallel, delayed
 
+        # loky workers get cores // jobs BLAS/OpenMP threads each (joblib sets the limits), so -j N never
+        # oversubscribes the machine.
         par = Parallel(n_jobs=jobs, return_as="generator_unordered")
-        for _ in par(delayed(fn)(clip, threads=1, **kwargs) for clip in todo):
+        for _ in par(delayed(fn)(clip, **kwargs) for clip in todo):
             bar.update(1)
     bar.close()
 
