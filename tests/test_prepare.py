@@ -151,11 +151,12 @@ def test_labels_csv_names_ints_and_splits(tmp_path):
     for name in ("x1.mp4", "sub/x2.mkv", "x3.mp4", "x4.webm"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
-    (tmp_path / "labels.csv").write_text("path,label,split\nx1.mp4,2,train\nsub/x2.mkv,0,val\nx3.mp4,,\n")
+    (tmp_path / "labels.csv").write_text("path,label,split\nx1.mp4,2,train\nsub/x2.mkv,0,val\nx3.mp4,,\nx4.webm,-1,test\n")
     clips, classes = prepare.discover_clips(tmp_path, tmp_path / "labels.csv")
     assert classes == ["0", "1", "2"]
     assert [(c.id, c.label, c.split) for c in clips][:2] == [("x1", 2, "train"), ("sub/x2", 0, "valid")]
     assert clips[2].label == -1 and clips[2].split == shards.hash_split("x3")
+    assert (clips[3].label, clips[3].split) == (-1, "test")
     clips, classes = prepare.discover_clips(tmp_path)  # no CSV: parent folder names, all videos
     assert [c.id for c in clips] == ["sub/x2", "x1", "x3", "x4"] and classes == ["sub"]
     (tmp_path / "bad.csv").write_text("file,label\nx1.mp4,a\n")

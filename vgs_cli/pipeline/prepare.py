@@ -83,10 +83,8 @@ def _read_labels_csv(csv_path: Path, root: Path) -> list[tuple[Path, str, str]]:
 
 def _class_list(names: list[str]) -> list[str]:
     """Classes from label strings: integers are indices (0..max), anything else a sorted list of names."""
-    given = sorted({n for n in names if n})
-    if given and all(n.lstrip("-").isdigit() for n in given):
-        if min(int(n) for n in given) < 0:
-            raise DataError("integer labels must be >= 0")
+    given = sorted({n for n in names if n and n != "-1"})  # "" and -1 mean "no label"
+    if given and all(n.isdigit() for n in given):
         return [str(i) for i in range(max(int(n) for n in given) + 1)]
     return given
 
@@ -114,7 +112,7 @@ def discover_clips(root: str | Path, labels_csv: str | Path | None = None,
         except ValueError:
             rel = path.resolve().as_posix()
         cid = rel.rsplit(".", 1)[0] if "." in Path(rel).name else rel
-        lab = index[str(int(label))] if label and label.lstrip("-").isdigit() else index.get(label, -1)
+        lab = index[str(int(label))] if label.isdigit() and str(int(label)) in index else index.get(label, -1)
         clips.append(SourceClip(cid, str(path.resolve()), rel, lab, split or shards.hash_split(cid)))
     return clips, classes
 
