@@ -14,7 +14,7 @@ import typer
 app = typer.Typer(no_args_is_help=True)
 
 DATA = typer.Option(..., "--data", "-d", help="Shard folder written by `vgs prepare`.")
-PRESET = typer.Option("tiny", "--preset", "-p", help="Config preset: vas, vggsound or tiny.")
+PRESET = typer.Option(None, "--preset", "-p", help="Config preset: vas, vggsound or tiny (default tiny for a new run; a resumed run keeps its own).")
 RUN = typer.Option(..., "--run", "-o", help="Run folder (config, metrics.jsonl, checkpoints). Re-running resumes.")
 CONFIG = typer.Option(None, "--config", help="JSON config file (strict: unknown keys are errors).")
 SET = typer.Option([], "--set", help="Override a config value, e.g. --set train.lr=2e-4 (repeatable).")
@@ -25,7 +25,7 @@ DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda when av
 RESUME = typer.Option(False, "--resume", help="Require an existing run to resume (re-running resumes anyway).")
 
 
-def _run(stage: str, data: Path, preset: str, run: Path, config: Optional[Path], overrides: list[str],
+def _run(stage: str, data: Path, preset: Optional[str], run: Path, config: Optional[Path], overrides: list[str],
          steps: Optional[int], batch_size: Optional[int], precision: Optional[str], device: Optional[str],
          resume: bool, **stage_opts) -> None:
     from vgs_cli.train.runner import run as run_stage
@@ -42,7 +42,7 @@ def _run(stage: str, data: Path, preset: str, run: Path, config: Optional[Path],
 
 
 @app.command("codebook")
-def codebook(data: Path = DATA, preset: str = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
+def codebook(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
              overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
              precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME,
              lpaps: str = typer.Option("none", "--lpaps", help="VGGish-ish checkpoint for the perceptual loss, or none."),
@@ -52,7 +52,7 @@ def codebook(data: Path = DATA, preset: str = PRESET, run: Path = RUN, config: O
 
 
 @app.command("transformer")
-def transformer(data: Path = DATA, preset: str = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
+def transformer(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
                 overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
                 precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME,
                 codebook: Path = typer.Option(..., "--codebook", help="Trained codebook checkpoint (frozen)."),
@@ -66,7 +66,7 @@ def transformer(data: Path = DATA, preset: str = PRESET, run: Path = RUN, config
 
 
 @app.command("vocoder")
-def vocoder(data: Path = DATA, preset: str = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
+def vocoder(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
             overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
             precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME) -> None:
     """Train the MelGAN vocoder (mel -> waveform) on the stored waveforms."""
@@ -74,7 +74,7 @@ def vocoder(data: Path = DATA, preset: str = PRESET, run: Path = RUN, config: Op
 
 
 @app.command("melception")
-def melception(data: Path = DATA, preset: str = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
+def melception(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
                overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
                precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME) -> None:
     """Train Melception, the spectrogram classifier behind FID/KID/ISc/MKL."""
@@ -82,7 +82,7 @@ def melception(data: Path = DATA, preset: str = PRESET, run: Path = RUN, config:
 
 
 @app.command("vggishish")
-def vggishish(data: Path = DATA, preset: str = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
+def vggishish(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
               overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
               precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME) -> None:
     """Train VGGish-ish, the classifier whose features the LPAPS perceptual loss uses."""
