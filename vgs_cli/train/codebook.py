@@ -20,13 +20,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
+from vgs_cli.audio.plot import save_mel_png
 from vgs_cli.audio.spec import crop_frames, from_model_range, to_model_range
 from vgs_cli.checkpoint import load_checkpoint
 from vgs_cli.config.codebook import PRESETS, CodebookConfig
 from vgs_cli.config.spec import SPEC
 from vgs_cli.config.vggishish import VGGishishConfig
 from vgs_cli.errors import CheckpointError, ConfigError, DataError, VgsError
-from vgs_cli.fsutil import atomic_path, file_sha256
+from vgs_cli.fsutil import file_sha256
 from vgs_cli.models.lpaps import LPAPS
 from vgs_cli.models.patchgan import NLayerDiscriminator
 from vgs_cli.models.quantize import code_counts, usage_stats
@@ -257,9 +258,11 @@ class CodebookTask:
         x = torch.stack([it["mel"] for it in items]).to(device)
         with torch.no_grad():
             xrec = vq(x)[0].float()
-        pairs = [(it["id"], from_model_range(a[0]).cpu(), from_model_range(b[0]).cpu())
-                 for it, a, b in zip(items, x, xrec, strict=True)]
-        write_reconstruction_png(Path(run_dir) / "samples" / f"reconstructions_step{step:07d}.png", pairs)
+        panels = []
+        for it, a, b in zip(items, x, xrec, strict=True):
+            panels += [(f"{it['id']}: input", from_model_range(a[0]).cpu().numpy()),
+                       (f"{it['id']}: reconstruction", from_model_range(b[0]).cpu().numpy())]
+        save_mel_png(Path(run_dir) / "samples" / f"reconstructions_step{step:07d}.png", panels, dpi=60)
         return {}
 
     def checkpoint_extra(self) -> dict[str, Any]:
@@ -273,25 +276,6 @@ class CodebookTask:
         if manifest is not None and manifest.is_file():
             extra["data_manifest_sha256"] = file_sha256(manifest)
         return extra
-
-
-def write_reconstruction_png(path: Path, pairs: list[tuple[str, torch.Tensor, torch.Tensor]]) -> None:
-    """One row per clip: input mel and its reconstruction (`Tensor[80, T]` on [0, 1] each), atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(pairs), 2, figsize=(12, 1.8 * len(pairs) + 0.4), squeeze=False)
-    for row, (name, mel, rec) in zip(axes, pairs, strict=True):
-        for ax, img, title in zip(row, (mel, rec), ("input", "reconstruction"), strict=True):
-            ax.imshow(img.numpy(), origin="lower", aspect="auto", vmin=0.0, vmax=1.0, cmap="magma")
-            ax.set_title(f"{name}: {title}", fontsize=8)
-            ax.set_yticks([])
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=72)
-    plt.close(fig)
 
 
 def make_task(cfg: CodebookConfig, data_dir: Path, lpaps: str | Path | None = "none", **cli_opts: Any) -> CodebookTask:
