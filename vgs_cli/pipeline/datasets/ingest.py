@@ -53,8 +53,10 @@ KIND_DIRS: dict[str, tuple[str, ...]] = {
 }
 # extractor stored in the shards -> (kinds concatenated along the feature axis, settings)
 EXTRACTORS: dict[str, tuple[tuple[str, ...], dict]] = {
-    "resnet50": (("resnet50",), {"dim": 2048, "model": "torchvision ResNet-50 (ImageNet), pooled",
-                                 "fps": SPEC.fps, "source": "official SpecVQGAN features"}),
+    # image_size / random_weights: what `vgs prepare --extractor resnet50` records for the same features (the
+    # reference extracted them with Resize(256) + CenterCrop(224)), so `vgs generate` accepts either shard kind
+    "resnet50": (("resnet50",), {"dim": 2048, "model": "torchvision ResNet-50 (ImageNet), pooled", "image_size": 224,
+                                 "random_weights": False, "fps": SPEC.fps, "source": "official SpecVQGAN features"}),
     "bninception": (("rgb", "flow"), {"dim": 2048, "model": "TSN BN-Inception RGB (1024) + flow (1024), RegNet",
                                       "fps": SPEC.fps, "source": "official SpecVQGAN features"}),
 }
