@@ -347,6 +347,28 @@ def test_imported_folder_generates_and_names_a_missing_extractor(tmp_path, ref):
         extractor_for(bundle)
 
 
+def test_imported_resnet50_transformer_accepts_official_and_prepared_features(tmp_path, ref):
+    """The recorded settings match both shard kinds: ingested official features and `vgs prepare` ones."""
+    from vgs_cli.pipeline.datasets.ingest import EXTRACTORS
+    from vgs_cli.pipeline.features import extractor_settings
+    from vgs_cli.pipeline.generate import load_bundle, resolve_models
+    from vgs_cli.pipeline.generate_batch import _check_shard_features
+
+    cfg = small_gpt("feats", 5)
+    run, _ = _transformer_run(tmp_path, ref, cfg, extractor="resnet50")
+    import_specvqgan(run, tmp_path / "out")
+    bundle = load_bundle(resolve_models(tmp_path / "out", vocoder="griffinlim"), vocoder="griffinlim", device="cpu")
+    weights = tmp_path / "resnet50-0676ba61.pth"
+    torch.save({"w": torch.ones(1)}, weights)
+    prepared, _ = extractor_settings("resnet50", weights=weights)  # what `vgs prepare --extractor resnet50` writes
+    random, _ = extractor_settings("resnet50", random_weights=True)
+    for settings in (EXTRACTORS["resnet50"][1], prepared):
+        assert _check_shard_features(bundle, {"extractors": {"resnet50": settings}}) == "resnet50"
+    for settings in (random, {**prepared, "image_size": 128}):
+        with pytest.raises(VgsError, match="differ"):
+            _check_shard_features(bundle, {"extractors": {"resnet50": settings}})
+
+
 def test_existing_outputs_are_kept_unless_forced(tmp_path, ref):
     cfg = small_gpt("feats", 212)
     run_a, _ = _transformer_run(tmp_path / "a", ref, cfg, seed=10)

@@ -100,9 +100,10 @@ def convert_codebook(state: State, project: dict[str, Any] | None, *, where: str
 def extractor_settings(name: str) -> dict[str, Any]:
     """What the transformer's features were, in the keys `vgs generate` compares.
 
-    resnet50: the settings `vgs prepare --extractor resnet50` records with torchvision's weights, except the
-    weights' SHA-256, which is unknown offline: it is left out (generation then checks nothing) and the
-    file's published SHA-256 prefix is kept for reference. bninception (RGB + flow TSN features): as the
+    resnet50: the settings `vgs prepare --extractor resnet50` records with torchvision's weights (the reference
+    extracted with Resize(256) + CenterCrop(224), ImageNet mean/std), except the weights' SHA-256, which is
+    unknown offline: it is left out, so generation checks no hash (torch.hub checks the published prefix when
+    it downloads the file, and ingested official features carry no hash either); the prefix is kept. bninception (RGB + flow TSN features): as the
     official-feature ingestion records it; there is no such extractor for videos, so generating from a
     video fails clearly while generating from ingested features works."""
     if name == "resnet50":
@@ -111,7 +112,7 @@ def extractor_settings(name: str) -> dict[str, Any]:
         spec = get_spec("resnet50")
         size = spec.default_image_size
         return {"dim": spec.dim, "image_size": size, "resize_short": resize_short_side(size),
-                "mean": list(spec.mean), "std": list(spec.std), "weights": RESNET50_FILE,
+                "mean": list(spec.mean), "std": list(spec.std), "random_weights": False, "weights": RESNET50_FILE,
                 "weights_sha256_prefix": RESNET50_FILE.split("-")[1].split(".")[0], "fps": SPEC.fps,
                 "source": "official SpecVQGAN transformer"}
     if name == "bninception":
