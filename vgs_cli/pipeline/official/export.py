@@ -7,8 +7,10 @@
 
 The key order and wrapping follow ../shared/reference/checkpoint_keys (first_stage_model, permuter, GPT;
 `blocks.<i>.attn.mask` before `attn.key`). `callbacks` is left empty (no Lightning classes are pickled), so
-the file loads with `torch.load(weights_only=True)` as it is. Official code uses GroupNorm(32) in the
-codebook, so codebooks trained with other `norm_groups` are refused.
+the file loads with `torch.load(weights_only=True)` as it is. The yaml adds a top-level `vgs:` section
+(extractor, its settings, class names), which the official code never reads and `vgs import` restores, so
+export -> import round-trips everything generation needs. Official code uses GroupNorm(32) in the codebook,
+so codebooks trained with other `norm_groups` are refused.
 """
 
 from __future__ import annotations

@@ -84,6 +84,12 @@ def scan_globals(path: Path) -> list[str]:
         raise CheckpointError(f"{path}: not a readable PyTorch file ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
+def _restricted_load(path: Path, *, mmap: bool) -> Any:
+    with torch.serialization.safe_globals(_allowed()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's note about unusual pickle protocols
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
 def load_official(path: str | os.PathLike, *, mmap: bool = True) -> Any:
     """The unpickled content of an official `.ckpt` / `.pt` file, tensors on the CPU.
 
@@ -98,9 +104,12 @@ def load_official(path: str | os.PathLike, *, mmap: bool = True) -> Any:
         if bad:
             raise _refused(path, bad[0])
     try:
-        with torch.serialization.safe_globals(_allowed()), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # torch's note about unusual pickle protocols
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
+        try:
+            return _restricted_load(path, mmap=mmap and is_zip)
+        except RuntimeError:
+            if not (mmap and is_zip):
+                raise
+            return _restricted_load(path, mmap=False)  # archives some writers made cannot be memory-mapped
     except pickle.UnpicklingError as exc:
         m = re.search(r"GLOBAL ([\w.]+)|global[s]?:? '?([\w.]+\.[\w]+)'?", str(exc))
         if m:
