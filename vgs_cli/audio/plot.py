@@ -18,7 +18,7 @@ def save_mel_png(path: str | os.PathLike, panels: Sequence[tuple[str, np.ndarray
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.2 * len(panels)), squeeze=False)
-    for ax, (title, mel) in zip(axes[:, 0], panels):
+    for ax, (title, mel) in zip(axes[:, 0], panels, strict=True):
         ax.imshow(np.asarray(mel), origin="lower", aspect="auto", vmin=0.0, vmax=1.0, cmap="magma")
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("mel bin")

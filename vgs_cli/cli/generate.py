@@ -36,7 +36,12 @@ def generate(
 ) -> None:
     """Generate sound for a video (as long as the video), a folder of videos or a shard split."""
     from vgs_cli.pipeline.generate import GenerateOptions, load_bundle, resolve_models
-    from vgs_cli.pipeline.generate_batch import generate_folder, generate_shards, generate_video, is_shard_folder
+    from vgs_cli.pipeline.generate_batch import (
+        generate_folder,
+        generate_shards,
+        generate_video,
+        is_shard_folder,
+    )
 
     if samples < 1:
         raise VgsError("--samples must be at least 1")

@@ -60,7 +60,7 @@ def generate_video(bundle: Bundle, video: str | os.PathLike, out: str | os.PathL
     if spectrogram is not None:
         from vgs_cli.audio.plot import save_mel_png
 
-        save_mel_png(spectrogram, [(f"{p.name}", m.numpy()) for p, m in zip(paths, mel)])
+        save_mel_png(spectrogram, [(f"{p.name}", m.numpy()) for p, m in zip(paths, mel, strict=True)])
     if mux is not None:
         for k, path in enumerate(paths):
             mux_audio(video, path, numbered(Path(mux), k, len(paths)))
@@ -79,7 +79,7 @@ def _done(out_dir: Path, clip_id: str, n: int) -> bool:
 
 
 def _save(out_dir: Path, clip_id: str, mels: torch.Tensor, wavs: torch.Tensor) -> None:
-    for (wav_path, mel_path), mel, wav in zip(sample_paths(out_dir, clip_id, len(wavs)), mels, wavs):
+    for (wav_path, mel_path), mel, wav in zip(sample_paths(out_dir, clip_id, len(wavs)), mels, wavs, strict=True):
         mel_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(mel_path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, mel.numpy().astype(np.float32))
