@@ -61,7 +61,7 @@ def _weights(items: list[str], extractors: tuple[str, ...]) -> dict[str, str]:
 
 
 def _common(cfg, weights: list[str], random_weights: bool, jobs: int, shard_index: Optional[int],
-            num_shards: Optional[int], quiet: bool, device: Optional[str]) -> dict:
+            num_shards: Optional[int], quiet: bool, device: Optional[str] = None) -> dict:
     return dict(visual_weights=_weights(weights, cfg.extractors), random_visual_weights=random_weights,
                 jobs=jobs, shard_index=shard_index, num_shards=num_shards, progress=not quiet, device=device,
                 command=shlex.join(["vgs", *sys.argv[1:]]), log=typer.echo)
