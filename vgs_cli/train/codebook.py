@@ -195,6 +195,8 @@ class CodebookTask:
         cfg = self.config.loss
         if cfg.disc_weight_mode == "constant":
             return cfg.disc_weight
+        # Under DDP each rank balances with its own local gradients (as the reference under Lightning did);
+        # the gradients themselves are still averaged, so the ranks stay identical.
         return adaptive_weight(nll, g_loss, last_layer) * cfg.disc_weight
 
     def _track_codes(self, ctx: Any, vq: VQGAN, info: dict[str, torch.Tensor]) -> dict[str, float]:
