@@ -40,6 +40,9 @@ class MelceptionModelConfig(Config):
     norm_std: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        # plain floats: numpy scalars would make the checkpoint unreadable with weights_only=True
+        object.__setattr__(self, "norm_mean", tuple(float(v) for v in self.norm_mean))
+        object.__setattr__(self, "norm_std", tuple(float(v) for v in self.norm_std))
         if self.width <= 0:
             raise ConfigError(f"melception width must be > 0, got {self.width}")
         if len(self.norm_mean) != len(self.norm_std):
