@@ -69,7 +69,8 @@ def load_checkpoint(path: str | os.PathLike, stage: str | tuple[str, ...] | None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable vgs checkpoint ({first[:160]})") from None
     except Exception as exc:  # the unpickler refusing a global is reported as UnpicklingError
-        raise CheckpointError(f"{path}: refused to load ({type(exc).__name__}: {str(exc)[:160]})") from None
+        first = (str(exc).strip().splitlines() or [""])[0]  # one line: torch's message spans several
+        raise CheckpointError(f"{path}: refused to load ({type(exc).__name__}: {first[:160]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a vgs checkpoint (use `vgs import` for official SpecVQGAN files)")
     if ckpt.get("format_version") != FORMAT_VERSION:
