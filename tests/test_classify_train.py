@@ -4,6 +4,7 @@ and short runs through the real trainer whose checkpoints classify held-out clip
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 from _eval_data import write_class_shards
 
+from vgs_cli.cli.app import main
 from vgs_cli.data.shards import iter_clips
 from vgs_cli.errors import VgsError
 from vgs_cli.pipeline.loading import load_model
@@ -95,13 +97,15 @@ def test_tiny_melception_beats_chance(cls_shards, tmp_path):
     assert acc == pytest.approx(valid["top1"], abs=1e-6)
 
 
-def test_tiny_vggishish_run_stores_its_input_statistics(cls_shards, tmp_path):
-    # A plumbing run: the no-BatchNorm VGG needs ~30 steps at lr 3e-4 before its loss leaves ln(C), so
-    # learning itself is shown by the Melception run above, which shares ClassificationTask.
+def test_tiny_vggishish_cli_run_stores_its_input_statistics(cls_shards, tmp_path, monkeypatch):
+    # A plumbing run through `vgs train vggishish`: the no-BatchNorm VGG needs ~30 steps at lr 3e-4 before
+    # its loss leaves ln(C), so learning is shown by the Melception run above (same ClassificationTask).
     torch.manual_seed(0)
     run_dir = tmp_path / "run"
-    run("vggishish", data=cls_shards, preset="tiny", run_dir=run_dir, device="cpu",
-        overrides=["train.steps=3", "train.eval_every=3", "train.batch_size=4"])
+    monkeypatch.setattr(sys, "argv", ["vgs", "train", "vggishish", "--data", str(cls_shards), "--run", str(run_dir),
+                                      "--steps", "3", "--batch-size", "4", "--set", "train.eval_every=3",
+                                      "--device", "cpu"])
+    main()
     valid = _last_valid(run_dir)
     assert valid["step"] == 3 and {"loss", "top1", "top5", "mAP"} <= set(valid)
     assert 0.0 <= valid["top1"] <= 1.0 and np.isfinite(valid["loss"])
