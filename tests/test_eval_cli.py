@@ -169,3 +169,20 @@ def test_eval_errors_are_one_line(monkeypatch, capsys, shards, classifier, tmp_p
     assert "[0, 1] scale" in _error(monkeypatch, capsys, *base, "--fake", bad)
     assert "real shard folder not found" in _error(monkeypatch, capsys, "--real", tmp_path / "nope",
                                                    "--classifier", classifier, "--fake", strangers)
+
+
+def test_eval_pairs_the_reference_mel_file_names(monkeypatch, capsys, reference_dir, classifier, tmp_path):
+    # shards holding the real VAS reference mels (ids "<class>/<video_id>"), scored against the reference's
+    # own `mels/<class>/<video_id>_mel.npy` files: `_mel` stripped, class folder used, all pairs identical
+    from vgs_cli.data.shards import ClipRecord, write_clips
+
+    files = sorted((reference_dir / "vas" / "mels").glob("*/*_mel.npy"))
+    classes = sorted({f.parent.name for f in files})
+    records = [ClipRecord(id=f"{f.parent.name}/{f.stem[:-4]}", split="test", mel=np.load(f),
+                          wav=np.zeros(220500, np.float32), label=classes.index(f.parent.name)) for f in files]
+    shards = tmp_path / "vas_shards"
+    write_clips(shards, records, classes=classes)
+    res = _eval(monkeypatch, capsys, shards, reference_dir / "vas" / "mels", classifier, tmp_path / "vas.json")
+    assert res["n_real"] == res["n_fake"] == res["n_fake_matched"] == len(files) >= 10
+    assert res["metrics"]["mkl_pairs"] == len(files)
+    assert abs(res["metrics"]["mkl"]) < 1e-4 and abs(res["metrics"]["fid"]) < 1e-3
