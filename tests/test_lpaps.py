@@ -138,6 +138,9 @@ def test_make_task_uses_the_requested_lpaps(tmp_path, tiny_shards):
     task = make_task(CB["tiny"], tiny_shards, lpaps=str(ckpt))
     assert isinstance(task.build_models()["lpaps"], LPAPS) and task.perceptual_weight == 1.0
     assert task.checkpoint_extra()["lpaps"].startswith("vgg.ckpt sha256:")
+    assert task.config.lpaps == str(ckpt.resolve())  # recorded in the run's config.json
+    resumed = make_task(task.config, tiny_shards)  # resuming without --lpaps keeps the perceptual loss
+    assert "lpaps" in resumed.build_models() and resumed.perceptual_weight == 1.0
     off = make_task(CB["tiny"], tiny_shards, lpaps="none")
     assert "lpaps" not in off.build_models() and off.perceptual_weight == 0.0
     with pytest.raises(VgsError, match="not found"):

@@ -104,6 +104,9 @@ class CodebookConfig(Config):
     model: VQGANConfig = field(default_factory=VQGANConfig)
     loss: CodebookLossConfig = field(default_factory=CodebookLossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # VGGish-ish checkpoint behind the perceptual loss, or "none". `--lpaps` sets it; it is kept in the run's
+    # config.json so that resuming without `--lpaps` keeps the same loss instead of silently dropping it.
+    lpaps: str = "none"
     train_frames: int = SPEC.model_frames  # width of the random training crop (valid: centre 848)
     random_crop: bool = False  # the reference trained on the centre crop (`random_crop: False`)
     dead_code_window: int = 200  # steps over which code usage is counted for the "dead" statistic/restart

@@ -280,16 +280,21 @@ class CodebookTask:
         return extra
 
 
-def make_task(cfg: CodebookConfig, data_dir: Path, lpaps: str | Path | None = "none", **cli_opts: Any) -> CodebookTask:
-    """The task for `vgs train codebook --data DIR [--lpaps none|VGGISHISH_CKPT]`."""
+def make_task(cfg: CodebookConfig, data_dir: Path, lpaps: str | Path | None = None, **cli_opts: Any) -> CodebookTask:
+    """The task for `vgs train codebook --data DIR [--lpaps none|VGGISHISH_CKPT]`.
+
+    An explicit `--lpaps PATH` wins and is recorded (absolute) in the config; without it (or with "none")
+    the config's `lpaps` is used, which is "none" for a new run and the recorded network when resuming."""
     unexpected = sorted(k for k, v in cli_opts.items() if v is not None)
     if unexpected:
         raise VgsError(f"`vgs train codebook` has no option(s) {', '.join(unexpected)}")
     from vgs_cli.data.shards import read_manifest
 
     manifest = read_manifest(data_dir)
-    net, source = None, "none"
     if lpaps is not None and str(lpaps).lower() != "none":
-        net = load_lpaps(lpaps)
-        source = f"{Path(lpaps).name} sha256:{file_sha256(lpaps)[:16]}"
+        cfg = cfg.replace(lpaps=str(Path(lpaps).resolve()))
+    net, source = None, "none"
+    if cfg.lpaps.lower() != "none":
+        net = load_lpaps(cfg.lpaps)
+        source = f"{Path(cfg.lpaps).name} sha256:{file_sha256(cfg.lpaps)[:16]}"
     return CodebookTask(cfg, data_dir, lpaps=net, lpaps_source=source, manifest=manifest)
