@@ -186,3 +186,23 @@ def test_eval_pairs_the_reference_mel_file_names(monkeypatch, capsys, reference_
     assert res["n_real"] == res["n_fake"] == res["n_fake_matched"] == len(files) >= 10
     assert res["metrics"]["mkl_pairs"] == len(files)
     assert abs(res["metrics"]["mkl"]) < 1e-4 and abs(res["metrics"]["fid"]) < 1e-3
+
+
+def test_fake_scanning_and_id_matching_rules(tmp_path):
+    from vgs_cli.metrics.fakes import FakeItem, match_real_ids, scan_fakes
+
+    for rel in ("dog/video_1_sample_0.npy", "dog/video_1_sample_0.wav", "cls_0/video_2_sample_3.npy",
+                "video_3.wav", "x_sample_1.npy", ".cache/ignored.npy", "notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    items = scan_fakes(tmp_path)  # a mel and a wav of the same name: the mel wins; hidden/other files skipped
+    assert [(it.rel, it.kind) for it in items] == [("cls_0/video_2_sample_3", "mel"), ("dog/video_1_sample_0", "mel"),
+                                                  ("video_3", "wav"), ("x_sample_1", "mel")]
+    assert [it.kind for it in scan_fakes(tmp_path, "wav")] == ["wav", "wav"]
+    real = ["dog/video_1", "baby/video_2", "cat/video_3", "dog/x", "cow/x"]
+    # cls_0 = first class in sorted order (baby); video_3 by its unique base name; "x" is ambiguous -> None
+    assert match_real_ids(items, real, classes=["dog", "baby", "cat", "cow"]) == [
+        "baby/video_2", "dog/video_1", "cat/video_3", None]
+    assert match_real_ids(items[2:3], ["cat_video_3"]) == [None]  # "video_3" is not "cat_video_3"
+    flat = FakeItem(tmp_path / "cat_video_3_sample_0.npy", "mel", "cat_video_3_sample_0")
+    assert match_real_ids([flat], real) == ["cat/video_3"]  # the reference's <class>_<video_id> key
