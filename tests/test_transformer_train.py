@@ -9,6 +9,7 @@ training). Such codes are deterministic functions of the mel, which is all the t
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -122,6 +123,7 @@ def test_resolve_config_takes_sizes_from_data_and_codebook(toy_shards, toy_codeb
     assert (m.vocab_size, m.grid, m.feat_dim, m.num_classes, m.feat_frames) == (16, (5, 53), K, K, 5)
     assert cfg.extractor == "toy" and m.n_layer == 24 and m.block_size == 5 + 1 + 265
     assert resolve_config(PRESETS["tiny"], manifest, cb_cfg, "none", 212, None).model.cond_len == 1
+    assert resolve_config(PRESETS["tiny"], manifest, cb_cfg, None, None, None).model.feat_frames == 5  # preset's
     with pytest.raises(ConfigError, match="--condition"):
         resolve_config(PRESETS["tiny"], manifest, cb_cfg, "video", 5, None)
     with pytest.raises(DataError, match="no 'resnet50' features"):
@@ -167,14 +169,26 @@ def test_features_inform_the_codes_the_unconditioned_model_must_guess(toy_shards
 
 
 @pytest.mark.parametrize("condition", ["class", "feats+class"])
-def test_class_conditions_train_from_cached_labels(toy_shards, toy_codebook, tmp_path, condition):
-    res = run("transformer", data=toy_shards, preset="tiny", run_dir=tmp_path / "run",
-              overrides=["train.steps=2", "train.eval_every=2"], device="cpu", codebook=toy_codebook,
-              condition=condition, feat_frames=1, extractor=None)
+def test_class_conditions_train_and_resume_with_their_own_settings(toy_shards, toy_codebook, tmp_path, condition):
+    def go(steps: int, **opts):
+        opts = {"condition": None, "feat_frames": None, "extractor": None, "codebook": toy_codebook, **opts}
+        return run("transformer", data=toy_shards, preset="tiny", run_dir=tmp_path / "run",
+                   overrides=[f"train.steps={steps}", "train.eval_every=2"], device="cpu", **opts)
+
+    res = go(2, condition=condition, feat_frames=1)
     assert res["step"] == 2 and np.isfinite(res["loss"])
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", stage="transformer")
     assert ckpt["extra"]["condition"] == condition and ckpt["extra"]["classes"] == [f"c{k}" for k in range(K)]
     assert ckpt["state_dict"]["pos_emb"].shape[1] == (1 if condition == "class" else 2) + 265
+    # resuming without the options keeps the run's own; other settings or another codebook are refused
+    assert go(4)["step"] == 4
+    cfg = TransformerConfig.from_dict(load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["config"])
+    assert cfg.model.condition == condition and cfg.codebook_sha256 == file_sha256(toy_codebook)
+    with pytest.raises(VgsError, match=re.escape(f"trained with --condition {condition};")):
+        go(6, condition="none")
+    other = build_codebook(toy_shards, tmp_path / "other.ckpt", seed=2)
+    with pytest.raises(VgsError, match="another codebook"):
+        go(6, codebook=other)
 
 
 @pytest.fixture(scope="module")

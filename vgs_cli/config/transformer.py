@@ -88,6 +88,9 @@ class TransformerConfig(Config):
     train: TrainConfig = field(default_factory=TrainConfig)
     extractor: str = ""  # visual features used (shard manifest name); "" = the only/first one
     codes_crop: Literal["center"] = "center"  # the reference trained the GPT on centre crops (random_crop: False)
+    # sha256 of the codebook file whose codes the GPT learns; "" until training starts. A run (or a config
+    # copied from one) with a recorded codebook refuses any other codebook file.
+    codebook_sha256: str = ""
 
 
 def _train(**kw) -> TrainConfig:

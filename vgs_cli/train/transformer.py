@@ -53,22 +53,30 @@ def load_codebook(path: str | Path) -> tuple[VQGAN, dict[str, Any]]:
 
 
 def resolve_config(cfg: TransformerConfig, manifest: dict[str, Any], codebook_cfg: CodebookConfig,
-                   condition: str, feat_frames: int, extractor: str | None) -> TransformerConfig:
-    """`cfg` with the condition options and the sizes the data and codebook imply filled in."""
+                   condition: str | None, feat_frames: int | None, extractor: str | None,
+                   codebook_sha256: str = "") -> TransformerConfig:
+    """`cfg` with the condition options (None = keep the config's) and the sizes the data and codebook imply.
+
+    A config that already records a codebook (a resumed run) keeps its condition, frames and extractor:
+    asking for others, or passing another codebook file, is an error instead of a silently different model."""
+    if cfg.codebook_sha256:
+        _check_same_run(cfg, condition, feat_frames, extractor, codebook_sha256)
+    condition = condition or cfg.model.condition
     if condition not in CONDITIONS:
         raise ConfigError(f"--condition must be one of {', '.join(CONDITIONS)}, got {condition!r}")
     m = cfg.model.replace(condition=condition, vocab_size=codebook_cfg.model.n_embed, grid=codebook_cfg.model.grid)
     name = ""
     if m.uses_feats:
-        if not 1 <= feat_frames <= FEAT_CROP:
+        frames = cfg.model.feat_frames if feat_frames is None else feat_frames
+        if not 1 <= frames <= FEAT_CROP:
             raise ConfigError(f"--feat-frames must be between 1 and {FEAT_CROP} (the paper used 1, 5 or 212), "
-                              f"got {feat_frames}")
+                              f"got {frames}")
         available = list(manifest.get("extractors", {}))
         name = extractor or cfg.extractor or (available[0] if available else "")
         if name not in available:
             raise DataError(f"the shards hold no {name!r} features (available: {', '.join(available) or 'none'})"
                             if name else "the shards hold no visual features; use --condition class or none")
-        m = m.replace(feat_frames=feat_frames, feat_dim=int(manifest["extractors"][name]["dim"]))
+        m = m.replace(feat_frames=frames, feat_dim=int(manifest["extractors"][name]["dim"]))
     else:
         m = m.replace(feat_frames=1)  # unused by "class" and "none"; 1 keeps the config honest
     classes = manifest.get("classes", [])
@@ -76,7 +84,23 @@ def resolve_config(cfg: TransformerConfig, manifest: dict[str, Any], codebook_cf
         raise DataError("--condition class needs class labels, and these shards have none")
     if classes:
         m = m.replace(num_classes=len(classes))
-    return cfg.replace(model=m, extractor=name)
+    return cfg.replace(model=m, extractor=name, codebook_sha256=codebook_sha256 or cfg.codebook_sha256)
+
+
+def _check_same_run(cfg: TransformerConfig, condition: str | None, feat_frames: int | None,
+                    extractor: str | None, codebook_sha256: str) -> None:
+    m = cfg.model
+    asked = {"--condition": (condition, m.condition), "--extractor": (extractor, cfg.extractor or None)}
+    if m.uses_feats:
+        asked["--feat-frames"] = (feat_frames, m.feat_frames)
+    for flag, (want, have) in asked.items():
+        if want is not None and have is not None and want != have:
+            raise VgsError(f"this run was trained with {flag} {have}; resume it with the same setting or use "
+                           f"a new --run folder")
+    if codebook_sha256 and codebook_sha256 != cfg.codebook_sha256:
+        raise VgsError(f"this run's codes come from another codebook (sha256 {cfg.codebook_sha256[:12]}..., "
+                       f"given {codebook_sha256[:12]}...); pass that file or use a new --run folder "
+                       "(or clear codebook_sha256 in a copied config)")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -131,7 +155,7 @@ class TransformerTask:
                  codebook: VQGAN, codebook_ckpt: dict[str, Any]):
         self.config, self.data_dir, self.codebook_path = cfg, data_dir, codebook_path
         self.manifest, self.codebook, self.codebook_ckpt = manifest, codebook, codebook_ckpt
-        self.codebook_sha256 = file_sha256(codebook_path)
+        self.codebook_sha256 = cfg.codebook_sha256 or file_sha256(codebook_path)
         self._datasets: dict[str, CodesDataset | None] = {}
 
     def build_models(self) -> dict[str, nn.Module]:
@@ -215,8 +239,11 @@ class TransformerTask:
         }
 
 
-def make_task(cfg: TransformerConfig, data_dir: Path, codebook: Path | str | None = None, condition: str = "feats",
-              feat_frames: int = 212, extractor: str | None = None, **cli_opts: Any) -> TransformerTask:
+def make_task(cfg: TransformerConfig, data_dir: Path, codebook: Path | str | None = None,
+              condition: str | None = None, feat_frames: int | None = None, extractor: str | None = None,
+              **cli_opts: Any) -> TransformerTask:
+    """The task for `vgs train transformer --codebook CKPT [--condition C] [--feat-frames F] [--extractor E]`
+    (unset options come from the config: the preset's for a new run, the run's own when resuming)."""
     unexpected = sorted(k for k, v in cli_opts.items() if v is not None)
     if unexpected:
         raise VgsError(f"`vgs train transformer` has no option(s) {', '.join(unexpected)}")
@@ -226,7 +253,8 @@ def make_task(cfg: TransformerConfig, data_dir: Path, codebook: Path | str | Non
     model, ckpt = load_codebook(codebook_path)
     manifest = shards.read_manifest(data_dir)
     codebook_cfg = CodebookConfig.from_dict(ckpt["config"])
-    resolved = resolve_config(cfg, manifest, codebook_cfg, condition, int(feat_frames), extractor)
+    sha = file_sha256(codebook_path)
+    resolved = resolve_config(cfg, manifest, codebook_cfg, condition, feat_frames, extractor, sha)
     return TransformerTask(resolved, Path(data_dir), codebook_path, manifest, model, ckpt)
 
 
@@ -235,7 +263,7 @@ def check_codebook_match(transformer_ckpt: str | Path | dict[str, Any], codebook
     (sha256 recorded at training time; without a record, at least the vocabulary sizes must agree)."""
     ckpt = transformer_ckpt if isinstance(transformer_ckpt, dict) else load_checkpoint(transformer_ckpt, "transformer")
     extra = ckpt.get("extra", {})
-    want = extra.get("codebook_sha256")
+    want = extra.get("codebook_sha256") or ckpt.get("config", {}).get("codebook_sha256")
     if want:
         got = file_sha256(codebook_path)
         if got != want:
