@@ -56,8 +56,8 @@ def transformer(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = R
                 overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
                 precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME,
                 codebook: Path = typer.Option(..., "--codebook", help="Trained codebook checkpoint (frozen)."),
-                condition: str = typer.Option("feats", "--condition", help="feats, class, feats+class or none."),
-                feat_frames: int = typer.Option(212, "--feat-frames", help="Visual frames in the condition: 1, 5 or 212."),
+                condition: Optional[str] = typer.Option(None, "--condition", help="feats, class, feats+class or none (default: the preset's, feats; a resumed run keeps its own)."),
+                feat_frames: Optional[int] = typer.Option(None, "--feat-frames", help="Visual frames in the condition: 1, 5 or 212 (default: the preset's; a resumed run keeps its own)."),
                 extractor: Optional[str] = typer.Option(None, "--extractor", help="Visual features to use (default: the only/first one in the shards)."),
                 ) -> None:
     """Train the GPT that samples codebook indices given the video condition."""
