@@ -34,17 +34,31 @@ def _cached(model: GPT, feats: torch.Tensor, gen: torch.Generator) -> tuple[floa
     return t1 - t0, (t2 - t1) / CACHED_TOKENS
 
 
+def _single_thread_step(model: GPT, feats: torch.Tensor, gen: torch.Generator) -> float:
+    """Steady-state seconds per cached token with one thread. One-token steps are many tiny ops; on a
+    machine whose other cores are busy every multi-threaded op waits for a descheduled worker (measured on
+    the shared 2-core box: GELU of 4096 values 8 ms with 2 threads, 8 us with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _cached(model, feats, gen)[1]
+    finally:
+        torch.set_num_threads(threads)
+
+
 def rows() -> list[tuple[str, float, str]]:
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=1024, feat_frames=212, feat_dim=2048, condition="feats")
     model = GPT(cfg).eval()
     feats = torch.randn(1, cfg.feat_frames, cfg.feat_dim)
     gen = torch.Generator().manual_seed(0)
+    threads = torch.get_num_threads()
     with torch.inference_mode():
         prefill_s, step_s = _cached(model, feats, gen)
         t0 = time.perf_counter()
         sample(model, feats, num_tokens=NO_CACHE_TOKENS, use_cache=False, generator=gen)
         nocache_total = time.perf_counter() - t0
+        one_thread_step_s = _single_thread_step(model, feats, gen)
     n, c = cfg.num_tokens, cfg.cond_len
     nocache_tok_s = NO_CACHE_TOKENS / nocache_total
     # positions fed by the no-cache loop: token i runs on the condition + i tokens
@@ -54,8 +68,9 @@ def rows() -> list[tuple[str, float, str]]:
     return [
         ("paper GPT parameters", float(sum(p.numel() for p in model.parameters())), "params"),
         ("cached: prefill of the 212-frame condition", prefill_s, "s"),
-        (f"cached: tokens/s (steady state, {CACHED_TOKENS} tokens)", 1.0 / step_s, "tok/s"),
-        (f"no cache: tokens/s (first {NO_CACHE_TOKENS} tokens)", nocache_tok_s, "tok/s"),
+        (f"cached: tokens/s (steady state, {CACHED_TOKENS} tokens, {threads} threads)", 1.0 / step_s, "tok/s"),
+        (f"cached: tokens/s (steady state, {CACHED_TOKENS} tokens, 1 thread)", 1.0 / one_thread_step_s, "tok/s"),
+        (f"no cache: tokens/s (first {NO_CACHE_TOKENS} tokens, {threads} threads)", nocache_tok_s, "tok/s"),
         (f"cache speed-up per token (first {NO_CACHE_TOKENS} positions)", (1.0 / step_s) / nocache_tok_s, "x"),
         ("cached: one 265-token clip (prefill + measured rate)", cached_clip, "s"),
         (f"no cache: one 265-token clip (extrapolated from {NO_CACHE_TOKENS} tokens)", nocache_clip, "s"),
