@@ -218,7 +218,10 @@ def test_cli_end_to_end_on_tiny_shards(tiny_shards, tiny_codebook, tmp_path, mon
     assert extra["codebook_sha256"] == file_sha256(tiny_codebook) and extra["extractor"] == name
     assert extra["extractor_settings"] == manifest["extractors"][name] and extra["feat_frames"] == 212
     assert extra["codebook_config"] == load_checkpoint(tiny_codebook)["config"]
-    GPT(cfg.model).load_state_dict(ckpt["state_dict"])  # strict: the file rebuilds the model
+    from vgs_cli.pipeline.loading import load_model
+
+    model, loaded_cfg, _ = load_model(run_dir / "checkpoints" / "best.ckpt", "transformer")  # file alone rebuilds it
+    assert isinstance(model, GPT) and loaded_cfg == cfg
     valid = _valid_rows(run_dir)[-1]
     assert valid["step"] == 3 and {"loss", "loss_first_step", "accuracy", "perplexity"} <= set(valid)
     assert 0.5 * np.log(16) < valid["loss"] < 2 * np.log(16)  # 3 steps: still near chance

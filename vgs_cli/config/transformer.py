@@ -13,6 +13,7 @@ from typing import Literal
 
 from vgs_cli.config.base import Config
 from vgs_cli.config.train import TrainConfig
+from vgs_cli.errors import ConfigError
 
 Condition = Literal["feats", "class", "feats+class", "none"]
 CONDITIONS: tuple[str, ...] = ("feats", "class", "feats+class", "none")
@@ -70,8 +71,6 @@ class GPTConfig(Config):
         return self.n_embd // self.n_head
 
     def __post_init__(self) -> None:
-        from vgs_cli.errors import ConfigError
-
         if self.n_embd % self.n_head:
             raise ConfigError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
         if self.feat_frames < 1:

@@ -93,7 +93,8 @@ def sample(model: GPT, cond_feats: Tensor | None = None, cond_class: Tensor | No
         raise ValueError(f"need prefix length {p} <= num_tokens {total} <= {model.cfg.num_tokens}")
     batch = _batch_size(cond_feats, cond_class, prefix) * num_samples
     device = model.pos_emb.device
-    feats, cls = _repeat(cond_feats, num_samples), _repeat(cond_class, num_samples)
+    feats = None if cond_feats is None else _repeat(cond_feats, num_samples).to(device)
+    cls = None if cond_class is None else _repeat(cond_class, num_samples).to(device)
     seq = torch.empty(batch, total, dtype=torch.long, device=device)
     if prefix is not None:
         seq[:, :p] = _repeat(prefix, num_samples).to(device)
