@@ -94,6 +94,20 @@ def test_cache_and_full_recomputation_give_the_same_samples():
     assert torch.equal(fast, slow)
 
 
+def test_cached_sampling_under_bf16_autocast():
+    model = _model("feats").eval()
+    feats, seq = torch.randn(2, 2, 4), torch.randint(11, (2, 8))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert sample(model, feats, num_samples=2, greedy=True).shape == (4, 8)
+        cache = model.new_cache(2, dtype=torch.bfloat16)
+        model(seq[:, :1], feats, kv_cache=cache)
+        steps = torch.stack([model(seq[:, t:t + 1], kv_cache=cache)[:, -1] for t in range(1, 7)], 1)
+        full = model(seq[:, :7], feats)[:, 2:]
+    assert cache.k[0].dtype == torch.bfloat16
+    scale = full.float().abs().max()
+    torch.testing.assert_close(steps.float(), full.float(), rtol=0, atol=0.05 * float(scale))
+
+
 def test_prefix_is_kept_and_continued():
     model = _model("none")
     prefix = torch.tensor([[1, 2, 3]])

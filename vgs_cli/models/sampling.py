@@ -67,6 +67,13 @@ def _repeat(x: Tensor | None, n: int) -> Tensor | None:
     return None if x is None else x.repeat_interleave(n, dim=0)
 
 
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype attention runs in under an active autocast (so the KV cache is stored in it), else None."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return None
+
+
 def _batch_size(cond_feats: Tensor | None, cond_class: Tensor | None, prefix: Tensor | None) -> int:
     for x in (cond_feats, cond_class, prefix):
         if x is not None:
@@ -103,7 +110,7 @@ def sample(model: GPT, cond_feats: Tensor | None = None, cond_class: Tensor | No
     was_training = model.training
     model.eval()
     try:
-        cache = model.new_cache(batch) if use_cache else None
+        cache = model.new_cache(batch, dtype=_autocast_dtype(device)) if use_cache else None
         for i in range(p, total):
             if cache is None:  # the reference's way: the whole sequence again for every token
                 logits = model(seq[:, :i], feats, cls)[:, -1]
