@@ -173,3 +173,24 @@ def test_errors_are_one_line(models, tmp_path):
     other = build_models(tmp_path / "other", seed=1)
     _one_line_error(run_cli("generate", str(good), "-o", str(tmp_path / "o.wav"), "--model", str(models),
                             "--codebook", str(other / "codebook.ckpt")), "not the codebook")
+
+
+@pytest.mark.parametrize("condition", ["feats", "none"])
+def test_batch_mode_on_shards_writes_every_clip(tiny_shards, tmp_path, condition):
+    """Every test clip gets all its samples (an unconditioned model has no condition tensor to size the batch
+    by: this once wrote only the first clip of each batch), mels of the model's 848 frames."""
+    from vgs_cli.data.dataset import ShardDataset
+    from vgs_cli.pipeline.generate import GenerateOptions, load_bundle, resolve_models
+    from vgs_cli.pipeline.generate_batch import generate_shards
+
+    models = build_models(tmp_path / "m", condition=condition)
+    bundle = load_bundle(resolve_models(models, vocoder="griffinlim"), vocoder="griffinlim", device="cpu", gl_iters=2)
+    out = tmp_path / "gen"
+    summary = generate_shards(bundle, tiny_shards, out, GenerateOptions(samples=2), split="test", batch_size=4,
+                              log=lambda s: None)
+    ids = [ShardDataset(tiny_shards, "test", fields=("id",))[i]["id"] for i in range(summary["clips"])]
+    assert summary == {"clips": len(ids), "generated": len(ids), "skipped": 0} and len(ids) > 4
+    for cid in ids:
+        for k in range(2):
+            assert np.load(out / f"{cid}_sample_{k}.npy").shape == (80, 848)
+            assert (out / f"{cid}_sample_{k}.wav").is_file()

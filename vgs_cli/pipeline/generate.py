@@ -269,8 +269,10 @@ def sample_codes(bundle: Bundle, feats: np.ndarray | None, num_steps: int, opts:
                  labels: list[int] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Codes for `num_steps` columns: `feats` `float32[B, L, D]` (or None) -> `Tensor[B*N, 5, num_steps]`."""
     gpt, cfg = bundle.gpt, bundle.gpt.cfg
-    batch = 1 if feats is None else feats.shape[0]
+    batch = feats.shape[0] if feats is not None else len(labels) if labels is not None else 1
     cls = _class_tensor(bundle, labels, opts.class_name, batch)
+    # Without any condition tensor the sampler cannot see the batch: ask it for B*N rows directly.
+    per_cond = opts.samples if (cfg.uses_feats or cfg.uses_class) else batch * opts.samples
     ft = None if feats is None else torch.from_numpy(np.ascontiguousarray(feats)).to(bundle.device)
 
     def window(start: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -280,7 +282,7 @@ def sample_codes(bundle: Bundle, feats: np.ndarray | None, num_steps: int, opts:
 
     if generator is None:
         generator = torch.Generator(device=bundle.device).manual_seed(opts.seed)
-    seq = sampling.sample_long(gpt, window, num_steps, num_samples=opts.samples, **opts.sampling_kwargs(generator))
+    seq = sampling.sample_long(gpt, window, num_steps, num_samples=per_cond, **opts.sampling_kwargs(generator))
     return from_sequence(seq, (cfg.grid[0], num_steps))
 
 
