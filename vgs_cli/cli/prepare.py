@@ -13,23 +13,25 @@ from typing import Optional
 
 import typer
 
+from vgs_cli.cli.prepare_options import (
+    DEVICE,
+    EXTRACTOR,
+    IMAGE_SIZE,
+    JOBS,
+    MODE,
+    NUM_SHARDS,
+    QUIET,
+    RANDOM,
+    SET,
+    SHARD_INDEX,
+    WEIGHTS,
+)
 from vgs_cli.errors import VgsError
 
 app = typer.Typer(no_args_is_help=True)
 
 OUT = typer.Option(..., "--out", "-o", help="Output dataset folder (shards, manifest.json, failures.jsonl).")
 PRESET = typer.Option(None, "--preset", "-p", help="vas, vggsound (ResNet-50, 224 px) or tiny (EfficientNet-Lite0, 128 px).")
-EXTRACTOR = typer.Option([], "--extractor", "-e", help="Visual features: resnet50 or efficientnet_lite0 (repeatable).")
-WEIGHTS = typer.Option([], "--visual-weights", help="Extractor weights file: PATH (one extractor) or NAME=PATH (repeatable).")
-RANDOM = typer.Option(False, "--random-visual-weights", help="Random extractor weights (pipeline tests only; recorded).")
-IMAGE_SIZE = typer.Option(None, "--image-size", help="Centre crop fed to the extractor (default 224; tiny 128).")
-JOBS = typer.Option(1, "--jobs", "-j", help="Parallel worker processes.")
-SHARD_INDEX = typer.Option(None, "--shard-index", help="Make only this shard (one machine of several).")
-NUM_SHARDS = typer.Option(None, "--num-shards", help="Total shards (default: clips / clips-per-shard).")
-MODE = typer.Option(None, "--mode", help="Clips shorter than 10 s: loop (the reference) or pad.")
-SET = typer.Option([], "--set", help="Override a prepare setting, e.g. --set clips_per_shard=256 (repeatable).")
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
-DEVICE = typer.Option(None, "--device", help="Where the extractors run: cpu or cuda (default: cuda when available).")
 
 
 def _config(preset: str, extractors: list[str], image_size: Optional[int], mode: Optional[str], overrides: list[str]):

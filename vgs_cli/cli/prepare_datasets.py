@@ -13,6 +13,18 @@ from typing import Callable, Optional
 
 import typer
 
+from vgs_cli.cli.prepare_options import (
+    EXTRACTOR,
+    IMAGE_SIZE,
+    JOBS,
+    MODE,
+    NUM_SHARDS,
+    QUIET,
+    RANDOM,
+    SET,
+    SHARD_INDEX,
+    WEIGHTS,
+)
 from vgs_cli.errors import VgsError
 
 OUT = typer.Option(..., "--out", "-o", help="Shard folder to write (re-running resumes).")
@@ -25,16 +37,6 @@ WORK_DIR = typer.Option(None, "--work-dir", help="Where downloads and unpacked v
 # The video path takes the same extraction options as `vgs prepare folder` (same names, same meaning).
 PRESET = typer.Option(None, "--preset", "-p", help="vas, vggsound (ResNet-50, 224 px) or tiny (EfficientNet-Lite0, "
                       "128 px); default: the dataset's.")
-EXTRACTOR = typer.Option([], "--extractor", "-e", help="Visual features: resnet50 or efficientnet_lite0 (repeatable).")
-WEIGHTS = typer.Option([], "--visual-weights", help="Extractor weights file: PATH or NAME=PATH (repeatable).")
-RANDOM = typer.Option(False, "--random-visual-weights", help="Random extractor weights (pipeline tests only).")
-IMAGE_SIZE = typer.Option(None, "--image-size", help="Centre crop fed to the extractor (default 224; tiny 128).")
-JOBS = typer.Option(1, "--jobs", "-j", help="Parallel worker processes (decoding, features).")
-SHARD_INDEX = typer.Option(None, "--shard-index", help="Make only this shard (one machine of several).")
-NUM_SHARDS = typer.Option(None, "--num-shards", help="Total shards (default: clips / clips-per-shard).")
-MODE = typer.Option(None, "--mode", help="Clips shorter than 10 s: loop (the reference) or pad.")
-SET = typer.Option([], "--set", help="Override a prepare setting, e.g. --set clips_per_shard=256 (repeatable).")
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 
 
 @dataclass
