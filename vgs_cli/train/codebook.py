@@ -33,7 +33,7 @@ from vgs_cli.models.patchgan import NLayerDiscriminator
 from vgs_cli.models.quantize import code_counts, usage_stats
 from vgs_cli.models.vggishish import VGGishish
 from vgs_cli.models.vqgan import VQGAN
-from vgs_cli.train.losses import D_LOSSES, adaptive_weight, gan_active, generator_adv_loss
+from vgs_cli.train.losses import D_LOSSES, adaptive_weight, gan_active, gan_optimizers, generator_adv_loss
 
 __all__ = ["PRESETS", "CONFIG_CLASS", "make_task", "CodebookTask", "MelCrops", "load_lpaps"]
 
@@ -125,10 +125,7 @@ class CodebookTask:
                 and dist.get_backend() == "nccl")
 
     def build_optimizers(self, models: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
-        t = self.config.train
-        kw = dict(lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-        return {"gen": torch.optim.Adam(models["model"].parameters(), **kw),
-                "disc": torch.optim.Adam(models["disc"].parameters(), **kw)}
+        return gan_optimizers(models, self.config.train)
 
     # -- data
     def train_dataset(self) -> Dataset:

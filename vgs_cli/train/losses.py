@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vgs_cli.config.train import TrainConfig
+
 
 def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     """0.5 * (mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))), a scalar."""
@@ -43,3 +45,11 @@ def gan_active(step: int, start: int) -> bool:
 
     The reference multiplies by `disc_factor = 0 if global_step < disc_start else 1`; we skip the work instead."""
     return step >= start
+
+
+def gan_optimizers(models: dict[str, torch.nn.Module], train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    """Adam for the generator ("gen": `models["model"]`) and the discriminator ("disc"), same settings
+    (the codebook and MelGAN both train this way; the names are those `ctx.backward` receives)."""
+    kw = dict(lr=train.lr, betas=tuple(train.betas), weight_decay=train.weight_decay)
+    return {"gen": torch.optim.Adam(models["model"].parameters(), **kw),
+            "disc": torch.optim.Adam(models["disc"].parameters(), **kw)}

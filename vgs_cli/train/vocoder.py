@@ -30,6 +30,7 @@ from vgs_cli.config.vocoder import PRESETS, VocoderConfig
 from vgs_cli.errors import VgsError
 from vgs_cli.fsutil import file_sha256
 from vgs_cli.models.melgan import Generator, MultiScaleDiscriminator
+from vgs_cli.train.losses import gan_optimizers
 
 __all__ = ["PRESETS", "CONFIG_CLASS", "make_task", "VocoderTask", "SegmentDataset", "segment_with_mel"]
 
@@ -154,10 +155,7 @@ class VocoderTask:
         return {"model": Generator(self.config.model), "disc": MultiScaleDiscriminator(self.config.disc)}
 
     def build_optimizers(self, models: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
-        t = self.config.train
-        kw = dict(lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-        return {"gen": torch.optim.Adam(models["model"].parameters(), **kw),
-                "disc": torch.optim.Adam(models["disc"].parameters(), **kw)}
+        return gan_optimizers(models, self.config.train)
 
     # -- data
     def train_dataset(self) -> Dataset:
