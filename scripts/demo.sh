@@ -2,11 +2,11 @@
 # `make demo`: the whole vgs pipeline on a synthetic audio-visual dataset with the tiny presets, through the
 # real CLI only. Ends with FID/KID/ISc/MKL for codebook reconstructions, feature-conditioned and
 # unconditioned generation, and a generated wav + mp4 for one held-out video.
-# Knobs (environment): DEMO_OUT (folder, default demo_out), CLIPS (default 150), JOBS (default 2).
+# Knobs (environment): DEMO_OUT (folder, default demo_out), CLIPS (default 200), JOBS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${DEMO_OUT:-demo_out}
-CLIPS=${CLIPS:-150}
+CLIPS=${CLIPS:-200}
 JOBS=${JOBS:-2}
 VGS=${VGS:-.venv/bin/vgs}
 PY=${PY:-.venv/bin/python}
@@ -58,4 +58,4 @@ VIDEO=$($PY -c "import csv,sys; r=[x for x in csv.DictReader(open(sys.argv[1])) 
 $VGS generate "$DATA/source/$VIDEO" -o "$OUT/example.wav" --mux "$OUT/example.mp4" --spectrogram "$OUT/example.png" \
     --transformer "$RUNS/transformer_feats/checkpoints/best.ckpt" --codebook "$CODEBOOK" --vocoder-ckpt "$VOCODER"
 
-$PY scripts/demo_summary.py "$EVAL" "$DATA/source/$VIDEO" "$OUT/example.wav" "$OUT/example.mp4" "$(( $(date +%s) - START ))"
+$PY scripts/demo_summary.py "$EVAL" "$DATA/source/$VIDEO" "$OUT/example.wav" "$OUT/example.mp4" "$(( $(date +%s) - START ))" "$RUNS"

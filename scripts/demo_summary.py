@@ -24,7 +24,14 @@ def _metric(res: dict, name: str) -> str:
     return "-"
 
 
-def main(eval_dir: str, video: str, wav: str, mp4: str, seconds: str) -> int:
+def _best_valid(run_dir: Path) -> dict:
+    """The validation row of the best checkpoint (lowest valid loss) in a run's metrics.jsonl."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    valid = [r for r in rows if r.get("split") == "valid"]
+    return min(valid, key=lambda r: r["loss"]) if valid else {}
+
+
+def main(eval_dir: str, video: str, wav: str, mp4: str, seconds: str, runs: str = "") -> int:
     console = Console()
     results = {key: json.loads((Path(eval_dir) / f"{key}.json").read_text()) for key, _ in ROWS}
     table = Table(title="vgs demo: held-out synthetic clips, tiny models, demo Melception")
@@ -35,6 +42,11 @@ def main(eval_dir: str, video: str, wav: str, mp4: str, seconds: str) -> int:
         counts = f"{r.get('n_real', '?')} / {r.get('n_fake', '?')}"
         table.add_row(label, _metric(r, "fid"), _metric(r, "kid"), _metric(r, "isc"), _metric(r, "mkl"), counts)
     console.print(table)
+    if runs:
+        f, n = _best_valid(Path(runs) / "transformer_feats"), _best_valid(Path(runs) / "transformer_none")
+        if f and n:
+            console.print(f"transformer valid loss (nats/code, best step): visual features {f['loss']:.3f} vs none "
+                          f"{n['loss']:.3f}; first time column {f['loss_first_step']:.3f} vs {n['loss_first_step']:.3f}")
     cond, uncond = results["feats"]["metrics"]["mkl"], results["none"]["metrics"]["mkl"]
     verdict = "yes" if cond < uncond else "NO"
     console.print(f"conditioned MKL {cond:.3f} < unconditioned MKL {uncond:.3f}: {verdict} "
@@ -45,4 +57,4 @@ def main(eval_dir: str, video: str, wav: str, mp4: str, seconds: str) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(*sys.argv[1:6]))
+    raise SystemExit(main(*sys.argv[1:7]))
