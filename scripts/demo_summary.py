@@ -32,7 +32,7 @@ def _best_valid(run_dir: Path) -> dict:
 
 
 def main(eval_dir: str, video: str, wav: str, mp4: str, seconds: str, runs: str = "") -> int:
-    console = Console()
+    console = Console(width=110)  # logs are not terminals: keep the table on one line per row
     results = {key: json.loads((Path(eval_dir) / f"{key}.json").read_text()) for key, _ in ROWS}
     table = Table(title="vgs demo: held-out synthetic clips, tiny models, demo Melception")
     for col in ("what", "FID ↓", "KID ↓", "ISc ↑", "MKL ↓", "real / fake items"):
