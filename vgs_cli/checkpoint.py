@@ -58,13 +58,16 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike, stage: str | tuple[str, ...] | None = None,
-                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and validate a checkpoint; `stage` (one name or several) is checked when given."""
+                    map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Load and validate a checkpoint; `stage` (one name or several) is checked when given.
+
+    `mmap=True` maps the tensors from the file instead of reading them into memory (for inference loading of
+    big models: the weights are then paged in once, not held twice)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable vgs checkpoint ({first[:160]})") from None
