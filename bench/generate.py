@@ -1,0 +1,122 @@
+"""Generation speed at paper size (random weights: timing does not depend on values), for 10 s of audio.
+
+Components in-process: ResNet-50 features for 215 frames, GPT sampling (24 x 1024, vocab 1024, 212-frame
+condition) with the KV cache, codebook decoding, MelGAN vocoding; then the whole `vgs generate` CLI run
+on a 10 s video with paper-size checkpoints written to bench_out/, timed and with its peak memory (RSS).
+Sampling without the cache (the reference's way) is timed on the first tokens and extrapolated.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+OUT = Path("bench_out/generate")
+
+
+def _timed(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _paper_models():
+    from vgs_cli.config.codebook import PRESETS as CB
+    from vgs_cli.config.transformer import PRESETS as TR
+    from vgs_cli.config.vocoder import PRESETS as VO
+    from vgs_cli.models.gpt import GPT
+    from vgs_cli.models.melgan import Generator, fold_weight_norm
+    from vgs_cli.models.vqgan import VQGAN
+
+    torch.manual_seed(0)
+    cb_cfg, t_cfg, v_cfg = CB["vggsound"], TR["vggsound"], VO["vggsound"]
+    return (cb_cfg, VQGAN(cb_cfg.model).eval()), (t_cfg, GPT(t_cfg.model).eval()), \
+        (v_cfg, Generator(v_cfg.model).eval(), fold_weight_norm)
+
+
+def _component_rows(models) -> list[tuple[str, float, str]]:
+    from vgs_cli.models import sampling
+    from vgs_cli.pipeline.features import FeatureExtractor, extractor_settings
+
+    (_, vq), (_, gpt), (_, gen, fold) = models
+    settings, _ = extractor_settings("resnet50", random_weights=True)
+    ext = FeatureExtractor("resnet50", settings, None)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (215, 256, 341, 3), dtype=np.uint8)  # distinct frames: no dedup shortcut
+    t_feat = _timed(lambda: ext(frames))
+    feats = torch.randn(1, 212, 2048)
+    gen_t = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        t_sample = _timed(lambda: sampling.sample(gpt, feats, generator=gen_t))
+        n_ref = 16
+        t_ref = _timed(lambda: sampling.sample(gpt, feats, num_tokens=n_ref, generator=gen_t, use_cache=False))
+        codes = torch.randint(0, vq.cfg.n_embed, (1, 5, 53))
+        t_dec = _timed(lambda: vq.decode_indices(codes), repeat=2)
+        folded = fold(gen)
+        mel = torch.rand(1, 80, 860)
+        t_voc = _timed(lambda: folded(mel), repeat=2)
+    # the no-cache loop re-runs all previous positions: its cost per token grows linearly, so scale by the
+    # mean sequence length (212 + 132) over that of the first n_ref tokens (212 + n_ref/2)
+    t_ref_full = t_ref / n_ref * 265 * (212 + 132.5) / (212 + n_ref / 2)
+    total = t_feat + t_sample + t_dec + t_voc
+    return [
+        ("features: ResNet-50, 215 frames (s)", t_feat, "s"),
+        ("sampling 265 codes with KV cache (s)", t_sample, "s"),
+        (f"sampling without cache, as the reference (s, from {n_ref} tokens)", t_ref_full, "s"),
+        ("speed-up of the KV cache", t_ref_full / t_sample, "x"),
+        ("codebook decoding (s)", t_dec, "s"),
+        ("MelGAN vocoding 10 s (s)", t_voc, "s"),
+        ("total for 10 s of audio (s)", total, "s"),
+        ("real-time factor (total / 10 s; < 1 = faster than real time)", total / 10.0, "x"),
+    ]
+
+
+def _cli_rows(models) -> list[tuple[str, float, str]]:
+    from vgs_cli.checkpoint import save_checkpoint
+    from vgs_cli.data.video import write_video
+    from vgs_cli.fsutil import file_sha256
+    from vgs_cli.pipeline.features import extractor_settings
+
+    (cb_cfg, vq), (t_cfg, gpt), (v_cfg, gen, _) = models
+    OUT.mkdir(parents=True, exist_ok=True)
+    cb = save_checkpoint(OUT / "codebook.ckpt", stage="codebook", config=cb_cfg.to_dict(), state_dict=vq.state_dict())
+    settings, _ = extractor_settings("resnet50", random_weights=True)
+    extra = {"condition": "feats", "feat_frames": 212, "extractor": "resnet50", "extractor_settings": settings,
+             "classes": [], "codebook_path": str(cb.resolve()), "codebook_sha256": file_sha256(cb)}
+    save_checkpoint(OUT / "transformer.ckpt", stage="transformer", config=t_cfg.to_dict(),
+                    state_dict=gpt.state_dict(), extra=extra)
+    save_checkpoint(OUT / "vocoder.ckpt", stage="vocoder", config=v_cfg.to_dict(), state_dict=gen.state_dict())
+    rng = np.random.default_rng(1)
+    video = OUT / "video10s.mp4"
+    write_video(video, rng.integers(0, 255, (250, 240, 320, 3), dtype=np.uint8), 25.0)
+    cmd = [sys.executable, "-m", "vgs_cli", "generate", str(video), "-o", str(OUT / "out.wav"), "--model", str(OUT)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1])
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return [
+        ("`vgs generate` 10 s video, paper size, end to end incl. loading (s)", wall, "s"),
+        ("`vgs generate` real-time factor (end to end / 10 s)", wall / 10.0, "x"),
+        ("`vgs generate` peak memory (RSS)", peak_mb, "MiB"),
+    ]
+
+
+def rows() -> list[tuple[str, float, str]]:
+    models = _paper_models()
+    return _component_rows(models) + _cli_rows(models)
+
+
+if __name__ == "__main__":
+    for row in rows():
+        print(row)
