@@ -15,14 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.timing import seconds
+
 
 def _best(fn, repeat: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return seconds(fn, repeats=repeat, warmup=False, best=True)
 
 
 def _unpickle_rows() -> list[tuple[str, float, str]]:

@@ -17,16 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.timing import seconds
+
 OUT = Path("bench_out/generate")
 
 
 def _timed(fn, repeat: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return seconds(fn, repeats=repeat, warmup=False, best=True)
 
 
 def _paper_models():

@@ -8,13 +8,12 @@ paper's 100 subsets of 1000, ISc with 10 splits, MKL over 1000 pairs of 309 clas
 
 from __future__ import annotations
 
-import statistics
-import time
 from typing import Callable
 
 import numpy as np
 import torch
 
+from bench.timing import seconds
 from vgs_cli.config.melception import PRESETS, MelceptionModelConfig
 from vgs_cli.metrics.features import batched, extract
 from vgs_cli.metrics.fid import fid
@@ -25,15 +24,7 @@ from vgs_cli.models.melception import Melception
 
 
 def _timed(fn: Callable[[], object], repeats: int = 2, warmup: bool = True) -> float:
-    """Median wall seconds of `repeats` calls (after one warm-up call unless `warmup` is False)."""
-    if warmup:
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return seconds(fn, repeats=repeats, warmup=warmup)
 
 
 def rows() -> list[tuple[str, float, str]]:

@@ -6,14 +6,13 @@ and of generating + encoding one synthetic clip (what the demo dataset pays).
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.timing import seconds
 from vgs_cli.audio import spec
 from vgs_cli.config.spec import SPEC
 
@@ -21,13 +20,7 @@ N_CLIPS = 8
 
 
 def _seconds(fn, repeats: int = 3) -> float:
-    fn()  # warm-up: imports, mel basis cache, allocator
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return seconds(fn, repeats=repeats)  # warm-up first: imports, mel basis cache, allocator
 
 
 def _clips() -> np.ndarray:
