@@ -22,10 +22,10 @@ from typing import Callable
 from vgs_cli.errors import DataError
 from vgs_cli.pipeline.datasets import (
     VAS_CLASSES,
-    VIDEO_EXTS,
     canonical_view,
     split_lookup,
     vas_label,
+    videos_below,
     write_labels_csv,
 )
 from vgs_cli.pipeline.download import Progress, download, file_digests
@@ -130,14 +130,9 @@ def find_videos(root: str | os.PathLike) -> dict[str, Path]:
     When a clip appears twice (e.g. an original and a re-encoded copy) the shortest path wins, ties by
     name, so the choice is stable.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"videos folder not found: {root}")
-    root = root.resolve()
+    root, paths = videos_below(root)
     found: dict[str, Path] = {}
-    for path in sorted(root.rglob("*"), key=lambda p: (len(p.parts), str(p))):
-        if path.suffix.lower() not in VIDEO_EXTS or not path.is_file():
-            continue
+    for path in paths:
         cls = next((p for p in reversed(path.relative_to(root).parts[:-1]) if p in VAS_CLASSES), None)
         if cls is not None:
             found.setdefault(f"{cls}/{path.stem}", path)

@@ -37,10 +37,10 @@ from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError
 from vgs_cli.pipeline.datasets import (
     CLIP_NAME_RE,
-    VIDEO_EXTS,
     canonical_view,
     clip_name,
     split_lookup,
+    videos_below,
     write_labels_csv,
 )
 
@@ -239,13 +239,9 @@ def read_failures(folder: str | os.PathLike) -> dict[str, dict]:
 
 def find_clip_videos(root: str | os.PathLike) -> dict[str, Path]:
     """`{clip name: path}` for files named `<ytid>_<start_ms>_<end_ms>.<video ext>` anywhere below `root`."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"videos folder not found: {root}")
-    root = root.resolve()
     found: dict[str, Path] = {}
-    for path in sorted(root.rglob("*"), key=lambda p: (len(p.parts), str(p))):
-        if path.suffix.lower() in VIDEO_EXTS and path.is_file() and CLIP_NAME_RE.match(path.stem):
+    for path in videos_below(root)[1]:
+        if CLIP_NAME_RE.match(path.stem):
             found.setdefault(path.stem, path)
     return found
 
