@@ -7,7 +7,7 @@ frames vs none, the paper's "No Feats" baseline).
 
 What was measured while writing this test (README, "Results"): the conditioned model leans on its features
 (another class's features cost it ~0.4 nats/code), but its margin over the unconditioned model is small
-(-0.04 to +0.075 nats/code over seeds, data sizes of 120-600 clips and budgets of 200-3000 steps), because the
+(-0.06 to +0.075 nats/code over seeds, data sizes of 120-600 clips and budgets of 200-3000 steps), because the
 only thing it takes from them is the class, which the unconditioned model infers from the codes once the
 first event has sounded (worth at most ln 6 nats per clip to an ideal model, 0.007 nats/code). The timing
 of the events, which the 212 frames also show, is not used: rolling the frames in time changes the loss by
