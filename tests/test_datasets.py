@@ -25,6 +25,7 @@ from vgs_cli.pipeline.datasets import (
     parse_clip_name,
     vas,
     vggsound,
+    videos_below,
 )
 
 # --------------------------------------------------------------------------------------------- splits
@@ -278,6 +279,23 @@ def test_unpack_refuses_path_traversal_and_non_archives(tmp_path):
     page.write_bytes(b"<!DOCTYPE html><html><body>Google Drive quota exceeded</body></html>")
     with pytest.raises(DataError, match="HTML page"):
         vas.unpack(page, tmp_path / "u2")
+
+
+def test_dataset_video_search_accepts_what_prepare_folder_accepts(tmp_path):
+    """`vgs prepare vas|vggsound --videos` and `vgs prepare folder` share one suffix list (case-insensitive),
+    and the dataset walk lists shallow files first, then by name."""
+    from vgs_cli.data.video import VIDEO_EXTS
+    from vgs_cli.pipeline.prepare import list_videos
+
+    (tmp_path / "sub").mkdir()
+    for i, ext in enumerate(VIDEO_EXTS):
+        (tmp_path / ("sub" if i % 2 else "") / f"clip{i:02d}{ext.upper() if i % 3 == 0 else ext}").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a video")
+    (tmp_path / "clip.wav").write_bytes(b"")
+    root, found = videos_below(tmp_path)
+    assert len(found) == len(VIDEO_EXTS) and {".m4v", ".ts", ".3gp"} <= {p.suffix.lower() for p in found}
+    assert sorted(found) == sorted(list_videos(root))
+    assert [p.parent == root for p in found] == sorted((p.parent == root for p in found), reverse=True)
 
 
 def test_plan_vas_videos_reports_missing_and_unlisted(tmp_path):

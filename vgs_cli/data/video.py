@@ -22,6 +22,9 @@ from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError
 from vgs_cli.fsutil import atomic_path
 
+# The file suffixes every stage treats as video (prepare folder/vas/vggsound, generate's batch mode).
+VIDEO_EXTS = (".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts")
+
 
 def fps_fraction(fps: float) -> str:
     """`21.5 -> "43/2"`, `29.97 -> "2997/100"`: an exact rational ffmpeg accepts as a rate."""

@@ -31,10 +31,10 @@ import numpy as np
 from vgs_cli.config.prepare import PrepareConfig
 from vgs_cli.config.spec import SPEC
 from vgs_cli.data import shards
+from vgs_cli.data.video import VIDEO_EXTS
 from vgs_cli.errors import DataError, VgsError
 from vgs_cli.fsutil import atomic_path, write_json
 
-VIDEO_EXTS = (".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "val": "valid", "validation": "valid",
                   "test": "test", "testing": "test"}
 WORK = ".work"

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from vgs_cli.config.spec import SPEC
+from vgs_cli.data.video import VIDEO_EXTS
 from vgs_cli.errors import DataError
 
 VAS_CLASSES: tuple[str, ...] = ("baby", "cough", "dog", "drum", "fireworks", "gun", "hammer", "sneeze")
-VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 
 
 def videos_below(root: str | os.PathLike) -> tuple[Path, list[Path]]:
