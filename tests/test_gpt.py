@@ -9,7 +9,7 @@ import torch
 
 from vgs_cli.config.transformer import PRESETS, GPTConfig
 from vgs_cli.errors import ConfigError
-from vgs_cli.models.gpt import GPT, from_sequence, to_sequence
+from vgs_cli.models.gpt import GPT, column_weights, from_sequence, to_sequence
 
 CONDITIONS = ["feats", "class", "feats+class", "none"]
 
@@ -192,3 +192,77 @@ def test_presets_round_trip():
     for name, cfg in PRESETS.items():
         assert type(cfg).from_dict(cfg.to_dict()) == cfg, name
     assert PRESETS["vas"].model.vocab_size == 128 and PRESETS["vggsound"].model.vocab_size == 1024
+
+
+# ------------------------------------------------------------------ sync: time-aligned features (not in the paper)
+def sync_gpt(condition: str = "feats", seed: int = 0, **kw) -> GPT:
+    """A sync model whose gate is open (it starts closed at zero, which would make every test below pass
+    trivially)."""
+    torch.manual_seed(seed)
+    model = GPT(tiny_cfg(condition, sync=True, **kw)).eval()
+    with torch.no_grad():
+        model.sync_gate.normal_()
+    return model
+
+
+def test_column_weights_share_each_column_among_its_frames():
+    w = column_weights(212, 53)
+    assert w.shape == (53, 212)
+    torch.testing.assert_close(w.sum(1), torch.ones(53))
+    assert torch.equal(w[1].nonzero().flatten(), torch.tensor([4, 5, 6, 7])) and w[1, 4] == 0.25
+    w5 = column_weights(5, 53)
+    assert torch.equal(w5[:10], torch.tensor([[1.0, 0, 0, 0, 0]]).expand(10, 5))
+    torch.testing.assert_close(w5[10], torch.tensor([0.6, 0.4, 0, 0, 0]))  # column 10 spans frames 0 and 1
+    assert torch.equal(column_weights(1, 53), torch.ones(53, 1))
+
+
+def test_sync_needs_features_and_is_off_in_the_paper_presets():
+    for condition in ("class", "none"):
+        with pytest.raises(ConfigError, match="sync"):
+            tiny_cfg(condition, sync=True)
+    assert not any(cfg.model.sync for cfg in PRESETS.values())
+
+
+def test_sync_starts_as_the_plain_model():
+    """The gate starts at zero: same weights -> same logits as the paper's layout at step 0."""
+    torch.manual_seed(4)
+    sync = GPT(tiny_cfg(sync=True)).eval()
+    plain = GPT(tiny_cfg()).eval()
+    plain.load_state_dict({k: v for k, v in sync.state_dict().items() if not k.startswith("sync_")})
+    feats, _ = make_cond(plain.cfg, 2)
+    idx = torch.randint(17, (2, 6))
+    torch.testing.assert_close(sync(idx, feats), plain(idx, feats), rtol=0, atol=0)
+
+
+def test_sync_puts_a_columns_frames_on_the_tokens_that_predict_it():
+    """Through the sync path, the frames of time column 4 (frames 8-9 of 10; tokens 8 and 9 of a 2 x 5
+    grid) reach exactly the inputs that predict that column's tokens: input 7 (-> token 8), input 8
+    (-> token 9), and input 9, which predicts nothing and is clamped to the last column."""
+    model = sync_gpt(grid=(2, 5), feat_frames=10)
+    feats, _ = make_cond(model.cfg, 2)
+    idx = torch.randint(17, (2, model.cfg.num_tokens - 1))
+    base = model.embed_sync(feats)
+    changed = feats.clone()
+    changed[:, 8:] += 1.0  # frames 8-9 = time column 4 = tokens 8, 9, predicted by input tokens 7, 8
+    moved = (model.embed_sync(changed) - base).abs().amax(-1) > 0  # [B, num_tokens]: which inputs changed
+    assert moved[0].nonzero().flatten().tolist() == [7, 8, 9]  # 9 = the last token, clamped to the last column
+    assert not torch.allclose(model(idx, changed), model(idx, feats))
+
+
+def test_sync_kv_cache_and_causality():
+    model = sync_gpt("feats+class", seed=5, grid=(3, 5))
+    cfg = model.cfg
+    feats, cls = make_cond(cfg, 2)
+    seq = torch.randint(cfg.vocab_size, (2, cfg.num_tokens))
+    with torch.no_grad():
+        cache = model.new_cache(2)
+        model(seq[:, :3], feats, cls, kv_cache=cache)
+        for t in range(3, cfg.num_tokens - 1):
+            step = model(seq[:, t:t + 1], kv_cache=cache)[:, -1]
+            torch.testing.assert_close(step, model(seq[:, :t + 1], feats, cls)[:, -1], rtol=0, atol=1e-5)
+        base = model(seq[:, :-1], feats, cls)
+        changed = seq[:, :-1].clone()
+        changed[:, 6] = (changed[:, 6] + 1) % cfg.vocab_size
+        out = model(changed, feats, cls)
+    torch.testing.assert_close(out[:, :7], base[:, :7], rtol=0, atol=1e-6)
+    assert not torch.allclose(out[:, 7], base[:, 7])

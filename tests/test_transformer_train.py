@@ -237,3 +237,26 @@ def test_cli_end_to_end_on_tiny_shards(tiny_shards, tiny_codebook, tmp_path, mon
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 2 and "error: --condition must be one of" in capsys.readouterr().err
+
+
+def test_cli_sync_flag_trains_a_time_aligned_model_that_samples_alike_with_and_without_cache(
+        tiny_shards, tiny_codebook, tmp_path, monkeypatch):
+    from vgs_cli.cli.app import main
+    from vgs_cli.models.sampling import sample
+    from vgs_cli.pipeline.loading import load_model
+
+    data = tmp_path / "shards"
+    shutil.copytree(tiny_shards, data)
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["vgs", "train", "transformer", "--data", str(data), "--run", str(run_dir),
+                                      "--codebook", str(tiny_codebook), "--feat-frames", "5", "--sync",
+                                      "--steps", "4", "--batch-size", "2", "--set", "train.eval_every=4",
+                                      "--set", "train.lr=0.05", "--device", "cpu"])
+    main()
+    model, cfg, _ = load_model(run_dir / "checkpoints" / "best.ckpt", "transformer")
+    assert cfg.model.sync and cfg.model.feat_frames == 5
+    assert model.sync_gate.abs().sum() > 0  # the gate opened: the aligned path was trained
+    feats = next(iter(ShardDataset(data, "valid", fields=("feats",), feat_frames=5)))["feats"][None].float()
+    feats = torch.cat([feats, feats.flip(1)])  # two conditions that differ in timing only
+    cached = sample(model, feats, greedy=True)
+    torch.testing.assert_close(cached, sample(model, feats, greedy=True, use_cache=False), rtol=0, atol=0)

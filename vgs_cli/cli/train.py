@@ -59,8 +59,11 @@ def transformer(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = R
                 condition: Optional[str] = typer.Option(None, "--condition", help="feats, class, feats+class or none (default: the preset's, feats; a resumed run keeps its own)."),
                 feat_frames: Optional[int] = typer.Option(None, "--feat-frames", help="Visual frames in the condition: 1, 5 or 212 (default: the preset's; a resumed run keeps its own)."),
                 extractor: Optional[str] = typer.Option(None, "--extractor", help="Visual features to use (default: the only/first one in the shards)."),
+                sync: bool = typer.Option(False, "--sync", help="Also add each code's time-aligned visual features to its input (not in the paper; same as --set model.sync=true)."),
                 ) -> None:
     """Train the GPT that samples codebook indices given the video condition."""
+    if sync:
+        overrides = [*overrides, "model.sync=true"]
     _run("transformer", data, preset, run, config, overrides, steps, batch_size, precision, device, resume,
          codebook=codebook, condition=condition, feat_frames=feat_frames, extractor=extractor)
 

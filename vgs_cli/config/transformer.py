@@ -32,6 +32,9 @@ class GPTConfig(Config):
     feat_dim: int = 2048  # per-frame feature size (from the shard manifest's extractor when training)
     num_classes: int = 309  # class-embedding rows (class / feats+class conditions)
     grid: tuple[int, int] = (5, 53)  # codebook grid: frequency rows x time columns
+    # Not in the paper: also add each code's time-aligned visual features to its input embedding (see
+    # models/gpt.py). Off for the paper presets so official weights load and behave as published.
+    sync: bool = False
 
     @property
     def num_tokens(self) -> int:
@@ -77,6 +80,8 @@ class GPTConfig(Config):
             raise ConfigError(f"model.feat_frames must be >= 1, got {self.feat_frames}")
         if min(self.vocab_size, self.n_layer, self.feat_dim, self.num_classes, *self.grid) < 1:
             raise ConfigError("model sizes (vocab_size, n_layer, feat_dim, num_classes, grid) must be >= 1")
+        if self.sync and not self.uses_feats:
+            raise ConfigError(f"model.sync needs visual features, but the condition is {self.condition!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
 

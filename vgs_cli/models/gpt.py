@@ -16,6 +16,11 @@ Condition embedders by `cfg.condition`:
 - "feats": `embedder` = Conv1d(feat_dim -> n_embd, kernel 1), i.e. one linear map per frame.
 - "class": `embedder` = Embedding(num_classes, n_embd), one position.
 - "feats+class": `feat_embedder` (Conv1d) for the frames, then `cls_embedder` (Embedding) as the last position.
+- `cfg.sync` (not in the paper, off in the paper presets): `sync_embedder` (Linear feat_dim -> n_embd) maps
+  the features, averaged over each code column's time span, onto the input embedding of every token whose
+  *next* token lies in that column. The paper's layout leaves it to attention over learned positions to
+  find which frames belong to which column; on our synthetic data its models use the frames only as a bag
+  (class), never their timing. With `sync` the timing is on the token's own input from step 0.
 - "none": the "No Feats" baseline. The reference fed one frame of U(0, 1) noise through the feature
   embedder; since the embedder is linear we feed the noise's mean (a constant 0.5 frame) instead, which is
   the expected embedding and keeps the model deterministic. Layout = a 1-frame "feats" model.
@@ -46,6 +51,15 @@ def from_sequence(seq: Tensor, grid: tuple[int, int]) -> Tensor:
     return seq.reshape(seq.shape[0], w, h).transpose(1, 2).contiguous()
 
 
+def column_weights(frames: int, columns: int) -> Tensor:
+    """`Tensor[columns, frames]`: the share of each code column's time span covered by each feature frame
+    (rows sum to 1). 212 frames over 53 columns: 4 frames at 1/4 each; 5 frames: 1 or 2 frames per column."""
+    f = torch.arange(frames + 1, dtype=torch.float64) / frames
+    c = torch.arange(columns + 1, dtype=torch.float64) / columns
+    overlap = (torch.minimum(c[1:, None], f[None, 1:]) - torch.maximum(c[:-1, None], f[None, :-1])).clamp(min=0)
+    return (overlap / overlap.sum(1, keepdim=True)).float()
+
+
 @dataclass
 class KVCache:
     """Per-layer keys/values of everything fed so far, preallocated to the block size.
@@ -57,6 +71,7 @@ class KVCache:
     k: list[Tensor] = field(default_factory=list)
     v: list[Tensor] = field(default_factory=list)
     length: int = 0
+    sync: Tensor | None = None  # `Tensor[B, num_tokens, n_embd]` time-aligned features (cfg.sync), set at prefill
 
 
 class CausalSelfAttention(nn.Module):
@@ -127,6 +142,8 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.sync:
+            self.sync_embedder = nn.Linear(cfg.feat_dim, cfg.n_embd)
         if cfg.condition == "feats+class":
             self.feat_embedder = nn.Conv1d(cfg.feat_dim, cfg.n_embd, kernel_size=1)
             self.cls_embedder = nn.Embedding(cfg.num_classes, cfg.n_embd)
@@ -135,6 +152,11 @@ class GPT(nn.Module):
         else:  # "feats" and "none"
             self.embedder = nn.Conv1d(cfg.feat_dim, cfg.n_embd, kernel_size=1)
         self.apply(self._init_weights)
+        if cfg.sync:
+            # A per-channel gate from zero (as Flamingo's gated cross-attention): the model starts as the
+            # paper's and opens the gate as the aligned features prove useful. Without it the projection of
+            # 1280-2048-d features drowns the token embeddings within a few Adam steps and training slows.
+            self.sync_gate = nn.Parameter(torch.zeros(cfg.n_embd))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -184,6 +206,16 @@ class GPT(nn.Module):
             parts.append(emb(cond_class).unsqueeze(1))
         return torch.cat(parts, dim=1)
 
+    def embed_sync(self, cond_feats: Tensor) -> Tensor:
+        """`cond_feats` `Tensor[B, F, feat_dim]` -> per-token aligned embeddings `Tensor[B, num_tokens, n_embd]`."""
+        rows, cols = self.cfg.grid
+        weights = column_weights(self.cfg.feat_frames, cols).to(cond_feats.device, cond_feats.dtype)
+        per_column = weights @ cond_feats  # [B, W, feat_dim]
+        emb = self.sync_gate * self.sync_embedder(per_column.to(self.sync_embedder.weight.dtype))
+        # Input token i predicts token i+1, so it gets the features of token i+1's time column.
+        column = ((torch.arange(self.cfg.num_tokens, device=emb.device) + 1) // rows).clamp(max=cols - 1)
+        return emb[:, column]
+
     def forward(self, idx: Tensor, cond_feats: Tensor | None = None, cond_class: Tensor | None = None,
                 kv_cache: KVCache | None = None) -> Tensor:
         """Next-token logits.
@@ -196,13 +228,23 @@ class GPT(nn.Module):
         """
         b, t = idx.shape
         start = 0 if kv_cache is None else kv_cache.length
-        if start == 0:
-            x = torch.cat([self.embed_condition(cond_feats, cond_class, b), self.tok_emb(idx)], dim=1)
-        else:
-            x = self.tok_emb(idx)
-        n = x.shape[1]
+        n = t + (self.cfg.cond_len if start == 0 else 0)
         if start + n > self.cfg.block_size:
             raise ValueError(f"sequence of {start + n} positions exceeds block_size {self.cfg.block_size}")
+        tok = self.tok_emb(idx)
+        if start == 0:
+            cond = self.embed_condition(cond_feats, cond_class, b)  # also checks cond_feats' shape
+            if self.cfg.sync:
+                sync = self.embed_sync(cond_feats)
+                if kv_cache is not None:
+                    kv_cache.sync = sync
+                tok = tok + sync[:, :t]
+            x = torch.cat([cond, tok], dim=1)
+        else:
+            if self.cfg.sync:
+                first = start - self.cfg.cond_len
+                tok = tok + kv_cache.sync[:, first:first + t]
+            x = tok
         x = self.drop(x + self.pos_emb[:, start:start + n])
         for i, block in enumerate(self.blocks):
             x = block(x, kv_cache, i)
