@@ -23,13 +23,15 @@ step "2/10 train the spectrogram codebook (VQGAN, tiny preset)"
 $VGS train codebook --data "$DATA" --preset tiny -o "$RUNS/codebook"
 CODEBOOK=$RUNS/codebook/checkpoints/best.ckpt
 
-step "3/10 train the transformer conditioned on visual features (5 frames)"
-$VGS train transformer --data "$DATA" --preset tiny --codebook "$CODEBOOK" --condition feats --feat-frames 5 \
-    -o "$RUNS/transformer_feats"
+# 400 steps, not the tiny preset's 200: the time-aligned (--sync) model needs them to pass the unconditioned one,
+# which bottoms out near step 300 on these 140 training clips (its best checkpoint is kept either way).
+step "3/10 train the transformer conditioned on visual features (212 frames, time-aligned: --sync)"
+$VGS train transformer --data "$DATA" --preset tiny --codebook "$CODEBOOK" --condition feats --feat-frames 212 --sync \
+    --steps 400 -o "$RUNS/transformer_feats"
 
 step "4/10 train the unconditioned transformer (the paper's 'no features' baseline), same budget"
 $VGS train transformer --data "$DATA" --preset tiny --codebook "$CODEBOOK" --condition none \
-    -o "$RUNS/transformer_none"
+    --steps 400 -o "$RUNS/transformer_none"
 
 step "5/10 train the MelGAN vocoder"
 $VGS train vocoder --data "$DATA" --preset tiny -o "$RUNS/vocoder"
