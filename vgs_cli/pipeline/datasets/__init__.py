@@ -22,21 +22,19 @@ from vgs_cli.data.video import VIDEO_EXTS
 from vgs_cli.errors import DataError
 
 VAS_CLASSES: tuple[str, ...] = ("baby", "cough", "dog", "drum", "fireworks", "gun", "hammer", "sneeze")
+SPLIT_FILES = ("vas_train", "vas_valid", "vggsound_train", "vggsound_valid", "vggsound_test")
+CLIP_NAME_RE = re.compile(r"^(?P<ytid>.+)_(?P<start>\d+)_(?P<end>\d+)$")
 
 
 def videos_below(root: str | os.PathLike) -> tuple[Path, list[Path]]:
     """(resolved root, every video file below it) in a stable order: shallowest first, then by name, so
     "first one wins" choices between duplicate clips are the same on every run."""
-    from vgs_cli.errors import DataError
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"videos folder not found: {root}")
     root = root.resolve()
     paths = sorted(root.rglob("*"), key=lambda p: (len(p.parts), str(p)))
     return root, [p for p in paths if p.suffix.lower() in VIDEO_EXTS and p.is_file()]
-SPLIT_FILES = ("vas_train", "vas_valid", "vggsound_train", "vggsound_valid", "vggsound_test")
-CLIP_NAME_RE = re.compile(r"^(?P<ytid>.+)_(?P<start>\d+)_(?P<end>\d+)$")
 
 
 @functools.lru_cache(maxsize=8)
