@@ -23,7 +23,7 @@ def _best(fn, repeat: int = 5) -> float:
 
 
 def _unpickle_rows() -> list[tuple[str, float, str]]:
-    from vgs_cli.pipeline.safe_pickle import safe_loads
+    from vgs_cli.data.safe_pickle import safe_loads
 
     blob = pickle.dumps(np.random.default_rng(0).standard_normal((215, 2048)).astype(np.float32), protocol=4)
     safe = _best(lambda: [safe_loads(blob) for _ in range(50)]) / 50
@@ -33,7 +33,7 @@ def _unpickle_rows() -> list[tuple[str, float, str]]:
 
 
 def _official_tree(root: Path, n: int) -> None:
-    from vgs_cli.pipeline.datasets import load_split
+    from vgs_cli.prepare.sources import load_split
 
     rng = np.random.default_rng(0)
     for name in load_split("vas_train")[:n]:
@@ -47,7 +47,7 @@ def _official_tree(root: Path, n: int) -> None:
 
 
 def _ingest_rows(tmp: Path) -> list[tuple[str, float, str]]:
-    from vgs_cli.pipeline.datasets.ingest import ingest_vas
+    from vgs_cli.prepare.sources.ingest import ingest_vas
 
     n = 64
     _official_tree(tmp / "src", n)
@@ -61,7 +61,7 @@ def _download_rows(tmp: Path) -> list[tuple[str, float, str]]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from _http_server import serve
 
-    from vgs_cli.pipeline.download import download
+    from vgs_cli.data.download import download
 
     data = os.urandom(64 << 20)
     md5 = hashlib.md5(data).hexdigest()

@@ -41,8 +41,8 @@ def _paper_models():
 
 
 def _component_rows(models) -> list[tuple[str, float, str]]:
+    from vgs_cli.loading.extractors import FeatureExtractor, extractor_settings
     from vgs_cli.models import sampling
-    from vgs_cli.pipeline.features import FeatureExtractor, extractor_settings
 
     (_, vq), (_, gpt), (_, gen, fold) = models
     settings, _ = extractor_settings("resnet50", random_weights=True)
@@ -81,7 +81,7 @@ def _cli_rows(models) -> list[tuple[str, float, str]]:
     from vgs_cli.checkpoint import save_checkpoint
     from vgs_cli.data.video import write_video
     from vgs_cli.fsutil import file_sha256
-    from vgs_cli.pipeline.features import extractor_settings
+    from vgs_cli.loading.extractors import extractor_settings
 
     (cb_cfg, vq), (t_cfg, gpt), (v_cfg, gen, _) = models
     OUT.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ def rows() -> list[tuple[str, float, str]]:
     sys.path.insert(0, str(HERE.parent / "tests"))
     import _official_fixtures as fx
 
-    from vgs_cli.pipeline.official.importer import import_specvqgan
+    from vgs_cli.official.importer import import_specvqgan
 
     out: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,7 @@ N_CLIPS = 6
 
 
 def _extractor_fps(name: str, image_size: int, random: bool, n_frames: int = 32) -> float:
-    from vgs_cli.pipeline.features import FeatureExtractor, extractor_settings
+    from vgs_cli.loading.extractors import FeatureExtractor, extractor_settings
 
     settings, path = extractor_settings(name, image_size, random_weights=random)
     ex = FeatureExtractor(name, settings, path)
@@ -28,7 +28,7 @@ def rows() -> list[tuple[str, float, str]]:
     from vgs_cli.config.prepare import PRESETS
     from vgs_cli.data.dataset import ShardDataset
     from vgs_cli.data.synthetic import write_synthetic_dataset
-    from vgs_cli.pipeline.prepare import prepare_folder
+    from vgs_cli.prepare.folder import prepare_folder
 
     out: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory(prefix="vgs_bench_prepare_") as tmp:

@@ -18,8 +18,8 @@ import torch
 
 from vgs_cli.config.spec import SPEC
 from vgs_cli.config.vocoder import MelGANConfig
+from vgs_cli.generate.vocode import GriffinLimVocoder, MelGANVocoder
 from vgs_cli.models.melgan import Generator, fold_weight_norm
-from vgs_cli.pipeline.vocode import GriffinLimVocoder, MelGANVocoder
 
 
 def _timed(fn: Callable[[], object], repeats: int = 3) -> tuple[float, float]:

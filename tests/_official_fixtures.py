@@ -71,7 +71,7 @@ def _order(ours: Layout, man: dict[str, Any] | None, keep=lambda k: True, full: 
 def codebook_layout(reference: Path | None, *, full: bool = False, loss: bool = True, prefix: str = "") -> Layout:
     """A codebook `.ckpt` state_dict layout (with the 55 `loss.*` keys unless `loss=False`)."""
     from vgs_cli.models.lpaps import LPAPS
-    from vgs_cli.models.patchgan import NLayerDiscriminator
+    from vgs_cli.models.patchgan import PatchDiscriminator
     from vgs_cli.models.vqgan import VQGAN
 
     with torch.device("meta"):
@@ -79,7 +79,7 @@ def codebook_layout(reference: Path | None, *, full: bool = False, loss: bool = 
         if loss:
             cfg = VGGishishModelConfig() if full else VGGishishModelConfig(conv_layers=TINY_LAYERS, hidden=64)
             ours.update(_layout(LPAPS(cfg).state_dict(), "loss.perceptual_loss."))
-            ours.update(_layout(NLayerDiscriminator(ndf=64 if full else 8).state_dict(), "loss.discriminator."))
+            ours.update(_layout(PatchDiscriminator(ndf=64 if full else 8).state_dict(), "loss.discriminator."))
     man = manifest(reference, "codebook_vas.json")
     layout = _order(ours, man, lambda k: loss or not k.startswith("loss."), full)
     return {prefix + k: v for k, v in layout.items()}

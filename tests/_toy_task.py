@@ -1,7 +1,7 @@
 """Toy stages for the trainer tests: linear regression and a two-optimiser GAN, on synthetic tensors.
 
 Shaped like a real stage module (PRESETS, CONFIG_CLASS, make_task), so `train/runner.py` and
-`pipeline/loading.py` can be exercised without the real stages.
+`loading/models.py` can be exercised without the real stages.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def tiny_shards(tmp_path_factory) -> Path:
 
     from vgs_cli.config.prepare import PRESETS
     from vgs_cli.data.shards import read_manifest
-    from vgs_cli.pipeline.prepare import prepare_synthetic
+    from vgs_cli.prepare.folder import prepare_synthetic
 
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -11,7 +11,7 @@ import torch
 
 from vgs_cli import checkpoint as ck
 from vgs_cli.errors import CheckpointError, VgsError
-from vgs_cli.pipeline import loading
+from vgs_cli.loading import models as loading
 from vgs_cli.train.trainer_utils import rng_state, set_rng_state
 
 

@@ -15,7 +15,7 @@ from _eval_data import write_class_shards
 from vgs_cli.cli.app import main
 from vgs_cli.data.shards import iter_clips
 from vgs_cli.errors import VgsError
-from vgs_cli.pipeline.loading import load_model
+from vgs_cli.loading.models import load_model
 from vgs_cli.train.classify import average_precision, mean_average_precision, mel_stats, topk_accuracy
 from vgs_cli.train.runner import run
 

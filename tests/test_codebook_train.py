@@ -158,7 +158,7 @@ def test_make_task_rejects_unknown_options(tmp_path):
 def test_cli_train_codebook_end_to_end(tmp_path, tiny_shards):
     """`vgs train codebook` on the shared tiny shards; `load_model` rebuilds the VQGAN from the checkpoint."""
     from vgs_cli.data.shards import read_manifest
-    from vgs_cli.pipeline.loading import load_model
+    from vgs_cli.loading.models import load_model
 
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "vgs_cli", "train", "codebook", "--data", str(tiny_shards), "--run", str(run),

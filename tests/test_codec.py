@@ -15,8 +15,8 @@ from vgs_cli.audio import spec
 from vgs_cli.checkpoint import save_checkpoint
 from vgs_cli.config.codebook import PRESETS
 from vgs_cli.errors import DataError, VgsError
+from vgs_cli.generate import codec
 from vgs_cli.models.vqgan import VQGAN
-from vgs_cli.pipeline import codec
 
 SR = 22050
 TINY = PRESETS["tiny"]

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from _http_server import serve
 
+from vgs_cli.data.download import ChecksumError, DownloadError, download
 from vgs_cli.data.shards import iter_clips, read_manifest
-from vgs_cli.pipeline.datasets import VAS_CLASSES, load_split, parse_clip_name, vggsound
-from vgs_cli.pipeline.download import ChecksumError, DownloadError, download
+from vgs_cli.prepare.sources import VAS_CLASSES, load_split, parse_clip_name, vggsound
 
 DATA = os.urandom(300_000)
 MD5 = hashlib.md5(DATA).hexdigest()

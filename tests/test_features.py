@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from vgs_cli.errors import VgsError
+from vgs_cli.loading import extractors as features
 from vgs_cli.models.efficientnet import EfficientNetLite0
 from vgs_cli.models.resnet import ResNet50
-from vgs_cli.pipeline import features
 
 # A subset of torchvision.models.resnet50().state_dict(): name -> shape (torchvision 0.x, IMAGENET1K_V1/V2).
 TORCHVISION_RESNET50 = {
@@ -122,8 +122,8 @@ def test_weights_options(tmp_path, lite0_path, monkeypatch, capsys):
 def test_resnet50_features_match_the_reference_layout(reference_dir):
     """Official VAS ResNet-50 features are [215, 2048] at 21.5 fps; an 8 s clip is looped with a 172-frame
     period. Ours (random weights, small crop: only shapes and timing are compared) must agree."""
-    from vgs_cli.pipeline.prepare import SourceClip, compute_clip
-    from vgs_cli.pipeline.safe_pickle import load_array
+    from vgs_cli.data.safe_pickle import load_array
+    from vgs_cli.prepare.folder import SourceClip, compute_clip
 
     ref = load_array(reference_dir / "vas/resnet50/gun/video_00819.pkl")
     assert ref.shape == (215, 2048)

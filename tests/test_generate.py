@@ -22,10 +22,10 @@ from vgs_cli.config.transformer import PRESETS as T_PRESETS
 from vgs_cli.config.vocoder import PRESETS as V_PRESETS
 from vgs_cli.data.video import write_video
 from vgs_cli.fsutil import file_sha256
+from vgs_cli.loading.extractors import extractor_settings
 from vgs_cli.models.gpt import GPT
 from vgs_cli.models.melgan import Generator
 from vgs_cli.models.vqgan import VQGAN
-from vgs_cli.pipeline.features import extractor_settings
 
 IMAGE_SIZE = 64
 
@@ -75,15 +75,15 @@ def models(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bundle(models):
-    from vgs_cli.pipeline.generate import load_bundle, resolve_models
+    from vgs_cli.generate.engine import load_bundle, resolve_models
 
     return load_bundle(resolve_models(models), vocoder="melgan", device="cpu")
 
 
 @pytest.mark.parametrize("seconds", [3.0, 10.0, 25.0])
 def test_output_is_as_long_as_the_video(bundle, tmp_path, seconds):
-    from vgs_cli.pipeline.generate import GenerateOptions
-    from vgs_cli.pipeline.generate_batch import generate_video
+    from vgs_cli.generate.batch import generate_video
+    from vgs_cli.generate.engine import GenerateOptions
 
     video = make_video(tmp_path / "v.mp4", seconds, fps=30.0 if seconds == 25.0 else 25.0)
     (out,) = generate_video(bundle, video, tmp_path / "out.wav", GenerateOptions(seed=1), log=lambda s: None)
@@ -94,8 +94,8 @@ def test_output_is_as_long_as_the_video(bundle, tmp_path, seconds):
 
 
 def test_seed_determinism_and_sample_diversity(bundle, tmp_path):
-    from vgs_cli.pipeline.generate import GenerateOptions
-    from vgs_cli.pipeline.generate_batch import generate_video
+    from vgs_cli.generate.batch import generate_video
+    from vgs_cli.generate.engine import GenerateOptions
 
     video = make_video(tmp_path / "v.mp4", 2.0)
     quiet = lambda s: None  # noqa: E731
@@ -180,8 +180,8 @@ def test_batch_mode_on_shards_writes_every_clip(tiny_shards, tmp_path, condition
     """Every test clip gets all its samples (an unconditioned model has no condition tensor to size the batch
     by: this once wrote only the first clip of each batch), mels of the model's 848 frames."""
     from vgs_cli.data.dataset import ShardDataset
-    from vgs_cli.pipeline.generate import GenerateOptions, load_bundle, resolve_models
-    from vgs_cli.pipeline.generate_batch import generate_shards
+    from vgs_cli.generate.batch import generate_shards
+    from vgs_cli.generate.engine import GenerateOptions, load_bundle, resolve_models
 
     models = build_models(tmp_path / "m", condition=condition)
     bundle = load_bundle(resolve_models(models, vocoder="griffinlim"), vocoder="griffinlim", device="cpu", gl_iters=2)

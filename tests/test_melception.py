@@ -13,6 +13,7 @@ from vgs_cli.checkpoint import save_checkpoint
 from vgs_cli.config.melception import PRESETS, MelceptionConfig, MelceptionModelConfig
 from vgs_cli.config.vggishish import TINY_LAYERS, VGGishishModelConfig
 from vgs_cli.errors import ConfigError
+from vgs_cli.loading.models import load_model
 from vgs_cli.metrics.features import batched, classifier_outputs, extract
 from vgs_cli.metrics.fid import fid
 from vgs_cli.metrics.isc import inception_score
@@ -20,7 +21,6 @@ from vgs_cli.metrics.kid import kid
 from vgs_cli.metrics.mkl import mean_kl
 from vgs_cli.models.melception import Melception
 from vgs_cli.models.vggishish import VGGishish
-from vgs_cli.pipeline.loading import load_model
 
 OFFICIAL_PARAMS = 25_213_450
 

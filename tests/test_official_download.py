@@ -28,10 +28,10 @@ from _official_fixtures import (
 from conftest import REFERENCE
 
 from vgs_cli.checkpoint import load_checkpoint
+from vgs_cli.data.download import ChecksumError
 from vgs_cli.errors import DataError, VgsError
-from vgs_cli.pipeline.download import ChecksumError
-from vgs_cli.pipeline.official import registry
-from vgs_cli.pipeline.official.fetch import download_official
+from vgs_cli.official import registry
+from vgs_cli.official.fetch import download_official
 
 RUN = "2021-07-29T13-34-39_vas_transformer"  # setting c, 212 ResNet-50 frames
 

@@ -30,9 +30,9 @@ from conftest import REFERENCE
 from vgs_cli.checkpoint import load_checkpoint, save_checkpoint
 from vgs_cli.errors import CheckpointError, VgsError
 from vgs_cli.fsutil import file_sha256
-from vgs_cli.pipeline.loading import load_model
-from vgs_cli.pipeline.official.importer import ImportOptions, import_specvqgan
-from vgs_cli.pipeline.official.safe_load import UnsafeFileError, load_official
+from vgs_cli.loading.models import load_model
+from vgs_cli.official.importer import ImportOptions, import_specvqgan
+from vgs_cli.official.safe_load import UnsafeFileError, load_official
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +303,7 @@ def _vgs_models(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_export_then_import_generates_the_same_codes(tmp_path, ref):
     from vgs_cli.models import sampling
-    from vgs_cli.pipeline.official.export import export_specvqgan
+    from vgs_cli.official.export import export_specvqgan
 
     t_path, _ = _vgs_models(tmp_path)
     run = export_specvqgan(t_path, tmp_path / "2024-01-01T00-00-00_vas_transformer")
@@ -326,7 +326,7 @@ def test_export_then_import_generates_the_same_codes(tmp_path, ref):
 
 
 def test_imported_folder_generates_and_names_a_missing_extractor(tmp_path, ref):
-    from vgs_cli.pipeline.generate import (
+    from vgs_cli.generate.engine import (
         GenerateOptions,
         codes_to_audio,
         extractor_for,
@@ -349,10 +349,10 @@ def test_imported_folder_generates_and_names_a_missing_extractor(tmp_path, ref):
 
 def test_imported_resnet50_transformer_accepts_official_and_prepared_features(tmp_path, ref):
     """The recorded settings match both shard kinds: ingested official features and `vgs prepare` ones."""
-    from vgs_cli.pipeline.datasets.ingest import EXTRACTORS
-    from vgs_cli.pipeline.features import extractor_settings
-    from vgs_cli.pipeline.generate import load_bundle, resolve_models
-    from vgs_cli.pipeline.generate_batch import _check_shard_features
+    from vgs_cli.generate.batch import _check_shard_features
+    from vgs_cli.generate.engine import load_bundle, resolve_models
+    from vgs_cli.loading.extractors import extractor_settings
+    from vgs_cli.prepare.sources.ingest import EXTRACTORS
 
     cfg = small_gpt("feats", 5)
     run, _ = _transformer_run(tmp_path, ref, cfg, extractor="resnet50")

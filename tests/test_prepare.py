@@ -17,7 +17,7 @@ from vgs_cli.config.spec import SPEC
 from vgs_cli.data import shards
 from vgs_cli.data.dataset import ShardDataset
 from vgs_cli.errors import DataError, VgsError
-from vgs_cli.pipeline import prepare
+from vgs_cli.prepare import folder as prepare
 
 CFG = PRESETS["tiny"].replace(image_size=32)  # real EfficientNet-Lite0 weights, tiny crop: fast
 QUIET = dict(progress=False, log=lambda msg: None)

@@ -8,8 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
+from vgs_cli.data.safe_pickle import UnsafePickleError, load_array, safe_loads
 from vgs_cli.errors import DataError
-from vgs_cli.pipeline.safe_pickle import UnsafePickleError, load_array, safe_loads
 
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from vgs_cli.config.prepare import PRESETS
-from vgs_cli.pipeline.loading import load_model
-from vgs_cli.pipeline.prepare import prepare_synthetic
+from vgs_cli.loading.models import load_model
+from vgs_cli.prepare.folder import prepare_synthetic
 from vgs_cli.train.codes_cache import load_or_build_codes
 from vgs_cli.train.runner import run
 from vgs_cli.train.transformer import CodesDataset

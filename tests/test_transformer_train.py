@@ -26,11 +26,12 @@ from vgs_cli.data.dataset import ShardDataset
 from vgs_cli.data.shards import ClipRecord, read_manifest, write_clips
 from vgs_cli.errors import ConfigError, DataError, VgsError
 from vgs_cli.fsutil import file_sha256
+from vgs_cli.loading.models import check_codebook_match
 from vgs_cli.models.gpt import GPT
 from vgs_cli.models.vqgan import VQGAN
 from vgs_cli.train.codes_cache import load_or_build_codes
 from vgs_cli.train.runner import run
-from vgs_cli.train.transformer import check_codebook_match, load_codebook, param_groups, resolve_config
+from vgs_cli.train.transformer import load_codebook, param_groups, resolve_config
 
 K = 4  # classes of the toy set
 
@@ -218,7 +219,7 @@ def test_cli_end_to_end_on_tiny_shards(tiny_shards, tiny_codebook, tmp_path, mon
     assert extra["codebook_sha256"] == file_sha256(tiny_codebook) and extra["extractor"] == name
     assert extra["extractor_settings"] == manifest["extractors"][name] and extra["feat_frames"] == 212
     assert extra["codebook_config"] == load_checkpoint(tiny_codebook)["config"]
-    from vgs_cli.pipeline.loading import load_model
+    from vgs_cli.loading.models import load_model
 
     model, loaded_cfg, _ = load_model(run_dir / "checkpoints" / "best.ckpt", "transformer")  # file alone rebuilds it
     assert isinstance(model, GPT) and loaded_cfg == cfg
@@ -242,8 +243,8 @@ def test_cli_end_to_end_on_tiny_shards(tiny_shards, tiny_codebook, tmp_path, mon
 def test_cli_sync_flag_trains_a_time_aligned_model_that_samples_alike_with_and_without_cache(
         tiny_shards, tiny_codebook, tmp_path, monkeypatch):
     from vgs_cli.cli.app import main
+    from vgs_cli.loading.models import load_model
     from vgs_cli.models.sampling import sample
-    from vgs_cli.pipeline.loading import load_model
 
     data = tmp_path / "shards"
     shutil.copytree(tiny_shards, data)

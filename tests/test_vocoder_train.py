@@ -16,8 +16,8 @@ from vgs_cli.audio import spec
 from vgs_cli.checkpoint import save_checkpoint
 from vgs_cli.config.vocoder import PRESETS
 from vgs_cli.errors import CheckpointError, VgsError
+from vgs_cli.generate.vocode import load_vocoder
 from vgs_cli.models.melgan import fold_weight_norm, parametrized_to_official
-from vgs_cli.pipeline.vocode import load_vocoder
 from vgs_cli.train.vocoder import (
     SegmentDataset,
     VocoderTask,

@@ -1,6 +1,6 @@
 """`vgs codec encode|decode|reconstruct`: the spectrogram codebook as a neural audio codec.
 
-Argument parsing and printing only; `vgs_cli.pipeline.codec` does the work.
+Argument parsing and printing only; `vgs_cli.generate.codec` does the work.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def encode(
     device: str = DEVICE,
 ) -> None:
     """Encode a sound file into codebook indices [5, columns]."""
-    from vgs_cli.pipeline.codec import encode_wav_file
+    from vgs_cli.generate.codec import encode_wav_file
 
     meta = encode_wav_file(wav, out, codebook, device=device)
     seconds = meta["num_samples"] / meta["sample_rate"]
@@ -50,7 +50,7 @@ def decode(
     device: str = DEVICE,
 ) -> None:
     """Decode codebook indices back to a waveform (codes -> mel -> vocoder)."""
-    from vgs_cli.pipeline.codec import decode_codes_file
+    from vgs_cli.generate.codec import decode_codes_file
 
     meta = decode_codes_file(codes, out, codebook=codebook, vocoder=vocoder, vocoder_ckpt=vocoder_ckpt,
                              device=device)
@@ -73,7 +73,7 @@ def reconstruct(
     """Reconstruct every clip of a split through the codebook (for `vgs eval --fake OUT`)."""
     from tqdm import tqdm
 
-    from vgs_cli.pipeline.codec import reconstruct_split
+    from vgs_cli.generate.codec import reconstruct_split
 
     with tqdm(desc="reconstruct", unit="clip", disable=None, leave=False) as bar:
         summary = reconstruct_split(data, split, codebook, out, vocoder=None if no_wav else vocoder,

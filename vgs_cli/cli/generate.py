@@ -35,13 +35,13 @@ def generate(
     gl_iters: int = typer.Option(32, "--gl-iters", help="Griffin-Lim iterations (with --vocoder griffinlim)."),
 ) -> None:
     """Generate sound for a video (as long as the video), a folder of videos or a shard split."""
-    from vgs_cli.pipeline.generate import GenerateOptions, load_bundle, resolve_models
-    from vgs_cli.pipeline.generate_batch import (
+    from vgs_cli.generate.batch import (
         generate_folder,
         generate_shards,
         generate_video,
         is_shard_folder,
     )
+    from vgs_cli.generate.engine import GenerateOptions, load_bundle, resolve_models
 
     if samples < 1:
         raise VgsError("--samples must be at least 1")

@@ -21,7 +21,7 @@ FORCE = typer.Option(False, "--force", help="Replace existing outputs that hold 
 
 
 def _options(stats: Optional[Path], classes: Optional[Path], extractor: Optional[str], force: bool):
-    from vgs_cli.pipeline.official.importer import ImportOptions
+    from vgs_cli.official.importer import ImportOptions
 
     names = None
     if classes is not None:
@@ -47,13 +47,13 @@ def specvqgan(
     force: bool = FORCE,
 ) -> None:
     """Convert official SpecVQGAN files (codebook, transformer, MelGAN, Melception, VGGish-ish) into vgs checkpoints."""
-    from vgs_cli.pipeline.official.importer import import_specvqgan
+    from vgs_cli.official.importer import import_specvqgan
 
     _report(import_specvqgan(path, out, _options(stats, classes, extractor, force), log=typer.echo))
 
 
 def _print_list() -> None:
-    from vgs_cli.pipeline.official.registry import listing
+    from vgs_cli.official.registry import listing
 
     for row in listing():
         alias = f" ({row['alias']})" if row["alias"] else ""
@@ -74,7 +74,7 @@ def download(
     if list_:
         _print_list()
         return
-    from vgs_cli.pipeline.official.fetch import download_official
+    from vgs_cli.official.fetch import download_official
 
     results = download_official(list(names or []), out, _options(stats, classes, extractor, force),
                                 base_url=base_url, log=typer.echo)

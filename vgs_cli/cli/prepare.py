@@ -1,4 +1,4 @@
-"""`vgs prepare folder|synthetic|manifest`: videos -> HDF5 shards (`vgs_cli.pipeline.prepare` does the work).
+"""`vgs prepare folder|synthetic|manifest`: videos -> HDF5 shards (`vgs_cli.prepare.folder` does the work).
 
 Re-running a command resumes it. On a cluster, give every machine `--shard-index i --num-shards n`, gather
 the shards in one folder and run `vgs prepare manifest OUT`.
@@ -79,7 +79,7 @@ def folder(src: Path = typer.Argument(..., help="Folder of videos (searched recu
            device: Optional[str] = DEVICE) -> None:
     """Any folder of videos -> shards. Labels from --labels or the parent folder name; split by hash if none."""
     from vgs_cli.cli.info import print_shards
-    from vgs_cli.pipeline.prepare import prepare_folder
+    from vgs_cli.prepare.folder import prepare_folder
 
     cfg = _config(preset or "vas", extractor, image_size, mode, overrides)
     manifest = prepare_folder(src, out, cfg, labels_csv=labels,
@@ -98,7 +98,7 @@ def synthetic(out: Path = OUT, clips: int = typer.Option(18, "--clips", help="Nu
               device: Optional[str] = DEVICE) -> None:
     """Make the procedural audio-visual dataset (real mp4 files in OUT/source), then prepare it like `folder`."""
     from vgs_cli.cli.info import print_shards
-    from vgs_cli.pipeline.prepare import prepare_synthetic
+    from vgs_cli.prepare.folder import prepare_synthetic
 
     cfg = _config(preset or "tiny", extractor, image_size, mode, overrides)
     manifest = prepare_synthetic(out, cfg, n_clips=clips, duration_s=duration, seed=seed, size=size,

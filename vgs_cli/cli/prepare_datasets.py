@@ -1,4 +1,4 @@
-"""`vgs prepare vas` and `vgs prepare vggsound`: argument parsing only (vgs_cli.pipeline.datasets works).
+"""`vgs prepare vas` and `vgs prepare vggsound`: argument parsing only (vgs_cli.prepare.sources works).
 
 Registered on the `vgs prepare` app by `register(app)` (see cli/prepare.py).
 """
@@ -155,7 +155,7 @@ def vas(
     if from_features is not None:
         if videos is not None or url is not None or md5 or sha256:
             raise VgsError("--from-features reads no video: drop --videos/--url/--md5/--sha256")
-        from vgs_cli.pipeline.datasets.ingest import ingest_vas
+        from vgs_cli.prepare.sources.ingest import ingest_vas
 
         _ingest(ingest_vas, from_features, out, video, features, shard_index, num_shards, quiet, unlisted=unlisted)
         return
@@ -163,7 +163,7 @@ def vas(
         raise VgsError("--features only applies to --from-features (videos: --preset/--extractor)")
     if videos is not None and (url is not None or md5 or sha256):
         raise VgsError("--videos uses a local copy: drop --url/--md5/--sha256")
-    from vgs_cli.pipeline.datasets.vas import VAS_URL, prepare_vas
+    from vgs_cli.prepare.sources.vas import VAS_URL, prepare_vas
 
     cfg, kwargs = video.resolve("vas", jobs, shard_index, num_shards, quiet)
     man = prepare_vas(out, cfg, videos=videos, url=url or VAS_URL, md5=md5, sha256=sha256, work_dir=work_dir,
@@ -198,7 +198,7 @@ def vggsound(
     if from_features is not None:
         if videos is not None:
             raise VgsError("--from-features reads no video: drop --videos")
-        from vgs_cli.pipeline.datasets.ingest import ingest_vggsound
+        from vgs_cli.prepare.sources.ingest import ingest_vggsound
 
         if csv is None:
             _echo("note: no --csv: labels are -1 and the test split comes from the vendored list")
@@ -209,7 +209,7 @@ def vggsound(
         raise VgsError("--csv vggsound.csv is required (it lists the clips, their labels and the test split)")
     if features is not None:
         raise VgsError("--features only applies to --from-features (videos: --preset/--extractor)")
-    from vgs_cli.pipeline.datasets.vggsound import DEFAULT_FORMAT, FetchOptions, prepare_vggsound
+    from vgs_cli.prepare.sources.vggsound import DEFAULT_FORMAT, FetchOptions, prepare_vggsound
 
     fetch = FetchOptions(url_template=url_template, timeout_s=timeout, retries=retries, backoff_s=backoff,
                          format=fmt or DEFAULT_FORMAT)

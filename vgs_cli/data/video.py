@@ -187,3 +187,10 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = SPEC.f
         if proc.returncode != 0:
             raise DataError(f"cannot write video {path}: {last_error_line(proc.stderr)}")
     return path
+
+
+def list_videos(root: Path) -> list[Path]:
+    """Video files under `root` (recursive, common suffixes, hidden folders skipped), sorted."""
+    found = [p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file()
+             and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())

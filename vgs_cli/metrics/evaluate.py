@@ -139,7 +139,7 @@ def real_outputs(root: Path, split: str, model: torch.nn.Module, clf_sha: str, s
 
 
 def load_classifier(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
-    from vgs_cli.pipeline.loading import load_model
+    from vgs_cli.loading.models import load_model
 
     model, _cfg, ckpt = load_model(path, stage=CLASSIFIER_STAGES, device=device)
     return model, ckpt

@@ -90,7 +90,7 @@ class Generator(nn.Module):
         return self.model(mel01)
 
 
-class NLayerDiscriminator(nn.Module):
+class ScaleDiscriminator(nn.Module):
     """One scale: `Tensor[B, 1, S]` -> list of every layer's output (features ..., logits `[B, 1, S']`)."""
 
     def __init__(self, cfg: DiscriminatorConfig):
@@ -128,7 +128,7 @@ class MultiScaleDiscriminator(nn.Module):
     def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
         self.cfg = cfg
-        self.model = nn.ModuleDict({f"disc_{k}": NLayerDiscriminator(cfg) for k in range(cfg.num_d)})
+        self.model = nn.ModuleDict({f"disc_{k}": ScaleDiscriminator(cfg) for k in range(cfg.num_d)})
         self.downsample = nn.AvgPool1d(4, stride=2, padding=1, count_include_pad=False)
 
     def forward(self, wav: torch.Tensor) -> list[list[torch.Tensor]]:

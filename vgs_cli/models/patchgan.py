@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 
-class NLayerDiscriminator(nn.Module):
+class PatchDiscriminator(nn.Module):
     def __init__(self, in_channels: int = 1, ndf: int = 64, n_layers: int = 3) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]

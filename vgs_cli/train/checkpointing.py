@@ -15,7 +15,7 @@ from typing import Any
 
 from vgs_cli.checkpoint import load_checkpoint
 from vgs_cli.errors import CheckpointError
-from vgs_cli.pipeline.loading import load_state_strict
+from vgs_cli.loading.models import load_state_strict
 from vgs_cli.train import distributed as D
 from vgs_cli.train.trainer_utils import note, rng_state, seed_everything, set_rng_state
 

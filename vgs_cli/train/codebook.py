@@ -29,7 +29,7 @@ from vgs_cli.config.vggishish import VGGishishConfig
 from vgs_cli.errors import CheckpointError, ConfigError, DataError, VgsError
 from vgs_cli.fsutil import file_sha256
 from vgs_cli.models.lpaps import LPAPS
-from vgs_cli.models.patchgan import NLayerDiscriminator
+from vgs_cli.models.patchgan import PatchDiscriminator
 from vgs_cli.models.quantize import code_counts, usage_stats
 from vgs_cli.models.vggishish import VGGishish
 from vgs_cli.models.vqgan import VQGAN
@@ -110,7 +110,7 @@ class CodebookTask:
     # -- models and optimisers
     def build_models(self) -> dict[str, nn.Module]:
         loss = self.config.loss
-        disc: nn.Module = NLayerDiscriminator(self.config.model.in_channels, loss.disc_ndf, loss.disc_layers)
+        disc: nn.Module = PatchDiscriminator(self.config.model.in_channels, loss.disc_ndf, loss.disc_layers)
         if self._sync_bn():
             disc = nn.SyncBatchNorm.convert_sync_batchnorm(disc)  # same names and buffers as BatchNorm2d
         models = {"model": VQGAN(self.config.model), "disc": disc}

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from vgs_cli.checkpoint import load_checkpoint
 from vgs_cli.config.codebook import CodebookConfig
 from vgs_cli.config.transformer import CONDITIONS, PRESETS, TransformerConfig
 from vgs_cli.data import shards
@@ -35,7 +34,7 @@ from vgs_cli.models.gpt import GPT, to_sequence
 from vgs_cli.models.vqgan import VQGAN
 from vgs_cli.train.codes_cache import CodeSet, load_or_build_codes
 
-__all__ = ["PRESETS", "CONFIG_CLASS", "make_task", "TransformerTask", "CodesDataset", "check_codebook_match",
+__all__ = ["PRESETS", "CONFIG_CLASS", "make_task", "TransformerTask", "CodesDataset",
            "load_codebook", "resolve_config", "param_groups"]
 
 CONFIG_CLASS = TransformerConfig
@@ -44,7 +43,7 @@ CONFIG_CLASS = TransformerConfig
 # ----------------------------------------------------------------------------------------------- set-up
 def load_codebook(path: str | Path) -> tuple[VQGAN, dict[str, Any]]:
     """The frozen codebook (eval mode, no gradients) and its checkpoint dict (state_dict dropped)."""
-    from vgs_cli.pipeline.loading import load_model
+    from vgs_cli.loading.models import load_model
 
     model, _, ckpt = load_model(path, "codebook")
     ckpt.pop("state_dict", None)
@@ -256,22 +255,3 @@ def make_task(cfg: TransformerConfig, data_dir: Path, codebook: Path | str | Non
     sha = file_sha256(codebook_path)
     resolved = resolve_config(cfg, manifest, codebook_cfg, condition, feat_frames, extractor, sha)
     return TransformerTask(resolved, Path(data_dir), codebook_path, manifest, model, ckpt)
-
-
-def check_codebook_match(transformer_ckpt: str | Path | dict[str, Any], codebook_path: str | Path) -> None:
-    """Raise VgsError unless `codebook_path` is the codebook file the transformer was trained with
-    (sha256 recorded at training time; without a record, at least the vocabulary sizes must agree)."""
-    ckpt = transformer_ckpt if isinstance(transformer_ckpt, dict) else load_checkpoint(transformer_ckpt, "transformer")
-    extra = ckpt.get("extra", {})
-    want = extra.get("codebook_sha256") or ckpt.get("config", {}).get("codebook_sha256")
-    if want:
-        got = file_sha256(codebook_path)
-        if got != want:
-            raise VgsError(f"{codebook_path} is not the codebook this transformer was trained with "
-                           f"(sha256 {got[:12]}... != {want[:12]}...; it was trained with {extra.get('codebook_path')})")
-        return
-    cb = load_checkpoint(codebook_path, stage="codebook")
-    n_embed = CodebookConfig.from_dict(cb["config"]).model.n_embed
-    vocab = TransformerConfig.from_dict(ckpt["config"]).model.vocab_size
-    if n_embed != vocab:
-        raise VgsError(f"{codebook_path} has {n_embed} codes but the transformer predicts {vocab}")

@@ -30,9 +30,9 @@ from vgs_cli.config.codebook import VQGANConfig
 from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError, VgsError
 from vgs_cli.fsutil import atomic_path, file_sha256, write_json
+from vgs_cli.generate.vocode import load_vocoder, resolve_checkpoint
+from vgs_cli.loading.models import load_model
 from vgs_cli.models.vqgan import VQGAN
-from vgs_cli.pipeline.loading import load_model
-from vgs_cli.pipeline.vocode import load_vocoder, resolve_checkpoint
 
 FORMAT = "vgs-codes"
 

@@ -17,7 +17,7 @@ from vgs_cli.config.codebook import CodebookConfig
 from vgs_cli.config.spec import SPEC
 from vgs_cli.config.transformer import PRESETS as TRANSFORMER_PRESETS
 from vgs_cli.errors import CheckpointError, VgsError
-from vgs_cli.pipeline.official.convert import (
+from vgs_cli.official.convert import (
     Converted,
     State,
     check_permuter,
@@ -28,7 +28,7 @@ from vgs_cli.pipeline.official.convert import (
     split_codebook,
     with_prefix,
 )
-from vgs_cli.pipeline.official.yaml_args import dig, read_yaml
+from vgs_cli.official.yaml_args import dig, read_yaml
 
 LIGHTNING_KEYS = ("pytorch-lightning_version", "callbacks", "optimizer_states", "global_step", "epoch")
 TRANSFORMER_PREFIXES = ("transformer.", "first_stage_model.", "first_stage_permuter.")
@@ -107,7 +107,7 @@ def extractor_settings(name: str) -> dict[str, Any]:
     official-feature ingestion records it; there is no such extractor for videos, so generating from a
     video fails clearly while generating from ingested features works."""
     if name == "resnet50":
-        from vgs_cli.pipeline.features import get_spec, resize_short_side
+        from vgs_cli.loading.extractors import get_spec, resize_short_side
 
         spec = get_spec("resnet50")
         size = spec.default_image_size
@@ -187,7 +187,7 @@ def _classes(given: list[str] | None, model: Any, where: str) -> tuple[list[str]
         return list(given), None
     if not model.uses_class:
         return [], None
-    from vgs_cli.pipeline.datasets import VAS_CLASSES
+    from vgs_cli.data.labels import VAS_CLASSES
 
     if model.num_classes == len(VAS_CLASSES):
         return list(VAS_CLASSES), None

@@ -31,6 +31,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from vgs_cli.config.spec import SPEC
+from vgs_cli.data.safe_pickle import load_array
 from vgs_cli.data.shards import (
     ClipRecord,
     ShardWriter,
@@ -41,8 +42,7 @@ from vgs_cli.data.shards import (
     shard_of,
 )
 from vgs_cli.errors import DataError
-from vgs_cli.pipeline.datasets import VAS_CLASSES, fit_rows, split_lookup, vas_label
-from vgs_cli.pipeline.safe_pickle import load_array
+from vgs_cli.prepare.sources import VAS_CLASSES, fit_rows, split_lookup, vas_label
 
 # kind -> folder names to look for (official name first, then the short names of ../shared/reference).
 KIND_DIRS: dict[str, tuple[str, ...]] = {
@@ -260,7 +260,7 @@ def scan_vggsound(src: str | os.PathLike, csv_path: str | os.PathLike | None = N
                   unlisted: str | None = None) -> tuple[list[SourceClip], list[str], int]:
     """VGGSound clips of the flat layout: (clips, classes, skipped). With the CSV: its test split, the
     vendored train/valid lists and its labels; without: the vendored lists for all three splits, label -1."""
-    from vgs_cli.pipeline.datasets import vggsound
+    from vgs_cli.prepare.sources import vggsound
 
     root = _feature_root(Path(src), [None])
     dirs = {k: _find_dir(root, k, None) for k in KIND_DIRS if k != "mel"}

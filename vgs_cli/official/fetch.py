@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from vgs_cli.data.download import Progress, download, file_digests
 from vgs_cli.errors import VgsError
-from vgs_cli.pipeline.download import Progress, download, file_digests
-from vgs_cli.pipeline.official import registry
-from vgs_cli.pipeline.official.importer import ImportOptions, Written, import_specvqgan
+from vgs_cli.official import registry
+from vgs_cli.official.importer import ImportOptions, Written, import_specvqgan
 
 Log = Callable[[str], None]
 IMPORTABLE = ("codebook", "transformer")
@@ -54,7 +54,7 @@ def _run_folder(root: Path) -> Path:
 
 
 def _unpack(archive: Path, dest: Path) -> Path:
-    from vgs_cli.pipeline.datasets.vas import unpack
+    from vgs_cli.data.archive import unpack
 
     if not tarfile.is_tarfile(archive):
         raise VgsError(f"{archive} is not a tar archive (delete it and download again)")

@@ -160,9 +160,8 @@ def _recorded_codebook(t_path: Path) -> Path | None:
 def load_bundle(paths: ModelPaths, vocoder: str = "melgan", device: str | None = None,
                 gl_iters: int = 32) -> Bundle:
     """Load and cross-check the models: a codebook other than the transformer's is an error."""
-    from vgs_cli.pipeline.loading import load_model
-    from vgs_cli.pipeline.vocode import load_vocoder
-    from vgs_cli.train.transformer import check_codebook_match
+    from vgs_cli.generate.vocode import load_vocoder
+    from vgs_cli.loading.models import check_codebook_match, load_model
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     gpt, _, t_ckpt = load_model(paths.transformer, "transformer")
@@ -179,7 +178,7 @@ def load_bundle(paths: ModelPaths, vocoder: str = "melgan", device: str | None =
 
 def extractor_for(bundle: Bundle, visual_weights: str | os.PathLike | None = None):
     """The transformer's feature extractor, with the very weights (by SHA-256) it was trained on."""
-    from vgs_cli.pipeline.features import FeatureExtractor, get_spec
+    from vgs_cli.loading.extractors import FeatureExtractor, get_spec
 
     if bundle._extractor is not None:
         return bundle._extractor

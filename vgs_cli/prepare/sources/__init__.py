@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from vgs_cli.config.spec import SPEC
+from vgs_cli.data.labels import VAS_CLASSES
 from vgs_cli.data.video import VIDEO_EXTS
 from vgs_cli.errors import DataError
 
-VAS_CLASSES: tuple[str, ...] = ("baby", "cough", "dog", "drum", "fireworks", "gun", "hammer", "sneeze")
 SPLIT_FILES = ("vas_train", "vas_valid", "vggsound_train", "vggsound_valid", "vggsound_test")
 CLIP_NAME_RE = re.compile(r"^(?P<ytid>.+)_(?P<start>\d+)_(?P<end>\d+)$")
 

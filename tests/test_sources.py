@@ -16,7 +16,7 @@ import pytest
 
 from vgs_cli.data.shards import iter_clips, read_failures
 from vgs_cli.errors import DataError
-from vgs_cli.pipeline.datasets import (
+from vgs_cli.prepare.sources import (
     VAS_CLASSES,
     clip_name,
     fit_rows,
@@ -285,7 +285,7 @@ def test_dataset_video_search_accepts_what_prepare_folder_accepts(tmp_path):
     """`vgs prepare vas|vggsound --videos` and `vgs prepare folder` share one suffix list (case-insensitive),
     and the dataset walk lists shallow files first, then by name."""
     from vgs_cli.data.video import VIDEO_EXTS
-    from vgs_cli.pipeline.prepare import list_videos
+    from vgs_cli.prepare.folder import list_videos
 
     (tmp_path / "sub").mkdir()
     for i, ext in enumerate(VIDEO_EXTS):

@@ -19,7 +19,7 @@ from vgs_cli.audio.io import mux_audio, write_wav
 from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError, VgsError
 from vgs_cli.fsutil import atomic_path, file_sha256, write_json
-from vgs_cli.pipeline.generate import (
+from vgs_cli.generate.engine import (
     Bundle,
     GenerateOptions,
     codes_to_audio,
@@ -154,7 +154,7 @@ def generate_shards(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOpt
 def generate_folder(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOptions,
                     visual_weights: str | None = None, log: Log = print) -> dict[str, int]:
     """Every video under a folder, each as long as itself (failures are listed, the job goes on)."""
-    from vgs_cli.pipeline.prepare import list_videos
+    from vgs_cli.data.video import list_videos
 
     videos = list_videos(root)
     if not videos:

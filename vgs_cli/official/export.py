@@ -29,7 +29,7 @@ from vgs_cli.config.transformer import GPTConfig, TransformerConfig
 from vgs_cli.errors import VgsError
 from vgs_cli.fsutil import atomic_path
 from vgs_cli.models.gpt import to_sequence
-from vgs_cli.pipeline.official.convert import OFFICIAL_GN_GROUPS
+from vgs_cli.official.convert import OFFICIAL_GN_GROUPS
 
 LIGHTNING_VERSION = "1.2.10"
 _GPT_CLASS = {"feats": "GPTFeats", "none": "GPTFeats", "class": "GPTClass", "feats+class": "GPTFeatsClass"}

@@ -16,8 +16,8 @@ from typing import Any
 from vgs_cli.config.vocoder import PRESETS, DiscriminatorConfig, MelGANConfig
 from vgs_cli.errors import CheckpointError, ConfigError
 from vgs_cli.models.melgan import official_to_parametrized
-from vgs_cli.pipeline.official.convert import Converted, State, disagree
-from vgs_cli.pipeline.official.yaml_args import read_yaml
+from vgs_cli.official.convert import Converted, State, disagree
+from vgs_cli.official.yaml_args import read_yaml
 
 ARGS_FILE = "args.yml"
 

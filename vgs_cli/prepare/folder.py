@@ -31,7 +31,7 @@ import numpy as np
 from vgs_cli.config.prepare import PrepareConfig
 from vgs_cli.config.spec import SPEC
 from vgs_cli.data import shards
-from vgs_cli.data.video import VIDEO_EXTS
+from vgs_cli.data.video import VIDEO_EXTS, list_videos
 from vgs_cli.errors import DataError, VgsError
 from vgs_cli.fsutil import atomic_path, write_json
 
@@ -52,13 +52,6 @@ class SourceClip:
 
 
 # ----------------------------------------------------------------------------------------- discovery
-
-def list_videos(root: Path) -> list[Path]:
-    """Video files under `root` (recursive, common suffixes, hidden folders skipped), sorted."""
-    found = [p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file()
-             and not any(part.startswith(".") for part in p.relative_to(root).parts)]
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
-
 
 def _read_labels_csv(csv_path: Path, root: Path) -> list[tuple[Path, str, str]]:
     """Rows `(path, label, split)` of a `path,label,split` CSV; paths relative to `root` (or the CSV's folder)."""
@@ -123,7 +116,7 @@ _EXTRACTORS: dict[str, Any] = {}  # per worker process: built once, reused for e
 
 
 def _extractor(name: str, settings: dict[str, Any], weights: str | None, batch: int, device: str | None):
-    from vgs_cli.pipeline.features import FeatureExtractor
+    from vgs_cli.loading.extractors import FeatureExtractor
 
     key = json.dumps([name, settings, weights, batch, device], sort_keys=True)
     if key not in _EXTRACTORS:
@@ -284,7 +277,7 @@ def _check_existing(out: Path, num_shards: int | None, meta: dict[str, Any], wav
 def resolve_extractors(cfg: PrepareConfig, visual_weights: dict[str, str] | None, random_weights: bool
                        ) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
     """Settings (recorded) and weight paths of every configured extractor; prints the random-weights warning."""
-    from vgs_cli.pipeline.features import extractor_settings, warn_random
+    from vgs_cli.loading.extractors import extractor_settings, warn_random
 
     visual_weights = dict(visual_weights or {})
     unknown = sorted(set(visual_weights) - set(cfg.extractors))

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from vgs_cli.checkpoint import load_checkpoint
+from vgs_cli.config.codebook import CodebookConfig
+from vgs_cli.config.transformer import TransformerConfig
 from vgs_cli.errors import CheckpointError, ConfigError, VgsError
+from vgs_cli.fsutil import file_sha256
 
 # stage -> ("module:ConfigClass", "module:ModelClass")
 MODELS: dict[str, tuple[str, str]] = {
@@ -89,3 +93,22 @@ def load_model(path: str | os.PathLike, stage: str | tuple[str, ...] | None = No
         model = model_cls(cfg.model)
         load_state_strict(model, ckpt["state_dict"], str(path))
     return model.to(device).eval(), cfg, ckpt
+
+
+def check_codebook_match(transformer_ckpt: str | Path | dict[str, Any], codebook_path: str | Path) -> None:
+    """Raise VgsError unless `codebook_path` is the codebook file the transformer was trained with
+    (sha256 recorded at training time; without a record, at least the vocabulary sizes must agree)."""
+    ckpt = transformer_ckpt if isinstance(transformer_ckpt, dict) else load_checkpoint(transformer_ckpt, "transformer")
+    extra = ckpt.get("extra", {})
+    want = extra.get("codebook_sha256") or ckpt.get("config", {}).get("codebook_sha256")
+    if want:
+        got = file_sha256(codebook_path)
+        if got != want:
+            raise VgsError(f"{codebook_path} is not the codebook this transformer was trained with "
+                           f"(sha256 {got[:12]}... != {want[:12]}...; it was trained with {extra.get('codebook_path')})")
+        return
+    cb = load_checkpoint(codebook_path, stage="codebook")
+    n_embed = CodebookConfig.from_dict(cb["config"]).model.n_embed
+    vocab = TransformerConfig.from_dict(ckpt["config"]).model.vocab_size
+    if n_embed != vocab:
+        raise VgsError(f"{codebook_path} has {n_embed} codes but the transformer predicts {vocab}")

@@ -35,7 +35,7 @@ from typing import Callable
 from vgs_cli.audio.io import ffmpeg_exe
 from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError
-from vgs_cli.pipeline.datasets import (
+from vgs_cli.prepare.sources import (
     CLIP_NAME_RE,
     canonical_view,
     clip_name,
@@ -255,7 +255,7 @@ def prepare_vggsound(out: str | os.PathLike, cfg, *, csv_path: str | os.PathLike
     the official splits and the 309 sorted class names. With `shard_index`/`num_shards` in `folder_kwargs`
     only that shard's clips are downloaded; clips of shards already written are not fetched again."""
     from vgs_cli.data.shards import shard_name, shard_of
-    from vgs_cli.pipeline.prepare import prepare_folder
+    from vgs_cli.prepare.folder import prepare_folder
 
     out = Path(out)
     work = Path(work_dir) if work_dir is not None else out / "source"

@@ -22,7 +22,7 @@ from vgs_cli.config.vggishish import MP, VGGishishModelConfig
 from vgs_cli.config.vggishish import PRESETS as VGGISHISH_PRESETS
 from vgs_cli.errors import CheckpointError, ConfigError, VgsError
 from vgs_cli.models.vggishish import ScalingLayer
-from vgs_cli.pipeline.official.convert import Converted, State
+from vgs_cli.official.convert import Converted, State
 
 STATS_FILE = "train_means_stds_melspec_10s_22050hz.txt"
 OFFICIAL_STEM = 32  # Conv2d_1a_3x3 output channels of the official Melception (width 1.0)

@@ -25,10 +25,10 @@ import torch
 from vgs_cli.checkpoint import FORMAT, save_checkpoint
 from vgs_cli.errors import CheckpointError, VgsError
 from vgs_cli.fsutil import file_sha256
-from vgs_cli.pipeline.official import classifiers, lightning, melgan
-from vgs_cli.pipeline.official.convert import Converted
-from vgs_cli.pipeline.official.registry import Entry, by_run
-from vgs_cli.pipeline.official.safe_load import load_official
+from vgs_cli.official import classifiers, lightning, melgan
+from vgs_cli.official.convert import Converted
+from vgs_cli.official.registry import Entry, by_run
+from vgs_cli.official.safe_load import load_official
 
 WEIGHT_SUFFIXES = (".ckpt", ".pt", ".pth")
 Log = Callable[[str], None]
@@ -126,7 +126,7 @@ def convert_file(src: Path, options: ImportOptions) -> list[Converted]:
 
 def verify(conv: Converted, where: str) -> None:
     """Every tensor must land in the model the config describes: same keys, shapes and dtypes."""
-    from vgs_cli.pipeline.loading import MODELS, resolve
+    from vgs_cli.loading.models import MODELS, resolve
 
     config_path, model_path = MODELS[conv.stage]
     cfg = resolve(config_path, conv.stage).from_dict(conv.config, where=f"{where} config")

@@ -21,8 +21,8 @@ from vgs_cli.checkpoint import load_checkpoint
 from vgs_cli.config.spec import SPEC
 from vgs_cli.config.vocoder import VocoderConfig
 from vgs_cli.errors import CheckpointError, VgsError
+from vgs_cli.loading.models import load_state_strict
 from vgs_cli.models.melgan import Generator, fold_weight_norm, official_to_parametrized
-from vgs_cli.pipeline.loading import load_state_strict
 
 KINDS = ("melgan", "griffinlim")
 

@@ -1,0 +1,1 @@
+"""Inference: video -> features -> codes (GPT) -> mel (codebook) -> waveform (vocoder); batch mode and the codec."""
