@@ -1,7 +1,7 @@
 """`python -m vgs_cli.devtools.check_imports [--max-lines N] [ROOT]`: enforce the import layering.
 
     cli  ->  prepare | generate | train | metrics | official  ->  loading  ->  models / data / audio
-                                                               (config, errors, fsutil, checkpoint: all)
+                                                          (config, errors, fsutil, checkpoint, dist: all)
 
 The middle packages are siblings: none imports another (what two of them need lives below, in `loading`,
 `data` or `audio`). `loading` turns checkpoints into models for all of them.
@@ -34,7 +34,7 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "config": frozenset({*UPPER, "models", "data", "audio"}),
     "shared": frozenset({*UPPER, "models", "data", "audio"}),
 }
-SHARED_MODULES = frozenset({"errors", "fsutil", "checkpoint", "__init__"})
+SHARED_MODULES = frozenset({"errors", "fsutil", "checkpoint", "dist", "__init__"})
 
 
 @dataclass(frozen=True)
