@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vgs_cli import checkpoint as ck
-from vgs_cli.errors import CheckpointError, VgsError
+from vgs_cli.errors import CheckpointError
 from vgs_cli.loading import models as loading
 from vgs_cli.train.trainer_utils import rng_state, set_rng_state
 
@@ -97,7 +97,7 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
 # ----------------------------------------------------------------------------------------------- load_model
 @pytest.fixture
 def toy_models(monkeypatch):
-    monkeypatch.setitem(loading.MODELS, "toy", ("_toy_task:ToyConfig", "_toy_task:ToyModel"))
+    monkeypatch.setitem(loading.MODELS, "toy", (T.ToyConfig, T.ToyModel))
 
 
 def test_load_model_rebuilds_from_the_file_alone(tmp_path, toy_models):
@@ -110,7 +110,7 @@ def test_load_model_rebuilds_from_the_file_alone(tmp_path, toy_models):
     assert torch.equal(loaded(x), model(x))
 
 
-def test_load_model_errors_name_the_problem(tmp_path, toy_models, monkeypatch):
+def test_load_model_errors_name_the_problem(tmp_path, toy_models):
     good = T.ToyModel(T.ToyModelConfig()).state_dict()
     bad = {"linear.weight": torch.zeros(2, 5), "extra.weight": torch.zeros(1)}
     _save(tmp_path / "bad.ckpt", state_dict=bad)
@@ -126,21 +126,35 @@ def test_load_model_errors_name_the_problem(tmp_path, toy_models, monkeypatch):
     _save(tmp_path / "other.ckpt", stage="mystery", state_dict=good)
     with pytest.raises(CheckpointError, match="stage 'mystery' has no model to load"):
         loading.load_model(tmp_path / "other.ckpt")
-    monkeypatch.setitem(loading.MODELS, "toy", ("_toy_task:ToyConfig", "vgs_cli.models.not_written_yet:Net"))
-    with pytest.raises(VgsError, match="need vgs_cli.models.not_written_yet, which is not available"):
-        loading.load_model(tmp_path / "ok.ckpt")
+    with pytest.raises(CheckpointError, match="without checkpoints/best.ckpt"):
+        loading.load_model(tmp_path)  # a folder that is no run folder
+
+
+def test_run_folders_resolve_and_stages_peek_without_loading(tmp_path, toy_models):
+    run = tmp_path / "run"
+    assert loading.run_checkpoint(run) is None
+    last, _ = _save(run / "checkpoints" / "last.ckpt")
+    assert loading.resolve_checkpoint(run) == last
+    best, model = _save(run / "checkpoints" / "best.ckpt")
+    assert loading.resolve_checkpoint(run) == best and loading.resolve_checkpoint(best) == best
+    loaded, _, _ = loading.load_model(run, "toy")  # run folders load like their best file
+    assert torch.equal(loaded.linear.weight, model.linear.weight)
+    assert loading.peek_stage(best) == "toy"
+    (tmp_path / "junk.ckpt").write_bytes(b"junk")
+    assert loading.peek_stage(tmp_path / "junk.ckpt") is None and loading.peek_stage(tmp_path / "none") is None
+    torch.save({"state_dict": {}}, tmp_path / "plain.pt")  # a torch file, not a vgs checkpoint
+    assert loading.peek_checkpoint(tmp_path / "plain.pt") is None
 
 
 @pytest.mark.parametrize("stage", sorted(loading.MODELS))
 def test_every_stage_in_the_table_round_trips(tmp_path, stage):
     """The DEVELOPERS.md table against the real classes: tiny preset -> model -> file -> identical model."""
-    config_path, model_path = loading.MODELS[stage]
-    config_module = importlib.import_module(config_path.split(":")[0])
-    cfg = config_module.PRESETS["tiny"]
+    config_cls, model_cls = loading.MODELS[stage]
+    cfg = importlib.import_module(config_cls.__module__).PRESETS["tiny"]
     if getattr(cfg.model, "num_classes", None) == 0:  # filled in from the shards by make_task
         cfg = cfg.replace(model=cfg.model.replace(num_classes=7))
     torch.manual_seed(0)
-    model = loading.resolve(model_path, stage)(cfg.model)
+    model = model_cls(cfg.model)
     ck.save_checkpoint(tmp_path / "m.ckpt", stage=stage, config=cfg.to_dict(), state_dict=model.state_dict())
     loaded, loaded_cfg, _ = loading.load_model(tmp_path / "m.ckpt", stage=stage)
     assert type(loaded) is type(model) and loaded_cfg == cfg and not loaded.training

@@ -30,8 +30,8 @@ from vgs_cli.config.codebook import VQGANConfig
 from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError, VgsError
 from vgs_cli.fsutil import atomic_path, file_sha256, write_json
-from vgs_cli.generate.vocode import load_vocoder, resolve_checkpoint
-from vgs_cli.loading.models import load_model
+from vgs_cli.generate.vocode import load_vocoder
+from vgs_cli.loading.models import load_model, resolve_checkpoint
 from vgs_cli.models.vqgan import VQGAN
 
 FORMAT = "vgs-codes"

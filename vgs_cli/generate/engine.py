@@ -26,6 +26,7 @@ import torch
 from vgs_cli.audio import spec
 from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import CheckpointError, VgsError
+from vgs_cli.loading.models import peek_stage, recorded_codebook, run_checkpoint
 from vgs_cli.models import sampling
 from vgs_cli.models.gpt import GPT, from_sequence
 
@@ -75,27 +76,11 @@ class Bundle:
 
 # --------------------------------------------------------------------------------------- model discovery
 
-def peek_stage(path: Path) -> str | None:
-    """The `stage` of a vgs checkpoint without reading its tensors (memory-mapped); None if not one."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return None
-    return ckpt.get("stage") if isinstance(ckpt, dict) and ckpt.get("format") == "vgs-checkpoint" else None
-
-
-def _run_checkpoint(run_dir: Path) -> Path | None:
-    for name in ("best.ckpt", "last.ckpt"):
-        if (run_dir / "checkpoints" / name).is_file():
-            return run_dir / "checkpoints" / name
-    return None
-
-
 def find_checkpoints(folder: Path) -> dict[str, list[Path]]:
     """Checkpoints by stage in a model folder: `*.ckpt` files and run folders (`<run>/checkpoints/best.ckpt`)."""
     candidates = sorted(folder.glob("*.ckpt"))
     for sub in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
-        ckpt = _run_checkpoint(sub)
+        ckpt = run_checkpoint(sub)
         if ckpt is not None:
             candidates.append(ckpt)
     found: dict[str, list[Path]] = {}
@@ -132,7 +117,7 @@ def resolve_models(model: str | os.PathLike | None = None, *, transformer: str |
         raise VgsError(f"no transformer checkpoint in {where} (train one with `vgs train transformer` or pass --transformer)")
     c_path = Path(codebook) if codebook else _one(found, "codebook", where, "--codebook")
     if c_path is None:
-        recorded = _recorded_codebook(t_path)
+        recorded = recorded_codebook(t_path)
         if recorded is None:
             raise VgsError(f"the model folder {where} is missing a codebook checkpoint (pass --codebook)")
         c_path = recorded
@@ -146,15 +131,6 @@ def resolve_models(model: str | os.PathLike | None = None, *, transformer: str |
         if p is not None and not p.is_file():
             raise VgsError(f"checkpoint not found: {p}")
     return ModelPaths(t_path, c_path, v_path)
-
-
-def _recorded_codebook(t_path: Path) -> Path | None:
-    try:
-        extra = torch.load(t_path, map_location="cpu", weights_only=True, mmap=True).get("extra", {})
-    except Exception:
-        return None
-    path = extra.get("codebook_path")
-    return Path(path) if path and Path(path).is_file() else None
 
 
 def load_bundle(paths: ModelPaths, vocoder: str = "melgan", device: str | None = None,

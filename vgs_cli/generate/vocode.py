@@ -11,18 +11,15 @@ sounds phasey: use it for smoke tests and when no vocoder checkpoint exists.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Protocol
 
 import torch
 
 from vgs_cli.audio import spec
-from vgs_cli.checkpoint import load_checkpoint
 from vgs_cli.config.spec import SPEC
-from vgs_cli.config.vocoder import VocoderConfig
-from vgs_cli.errors import CheckpointError, VgsError
-from vgs_cli.loading.models import load_state_strict
-from vgs_cli.models.melgan import Generator, fold_weight_norm, official_to_parametrized
+from vgs_cli.errors import VgsError
+from vgs_cli.loading.models import load_model
+from vgs_cli.models.melgan import Generator, fold_weight_norm
 
 KINDS = ("melgan", "griffinlim")
 
@@ -84,31 +81,10 @@ class MelGANVocoder:
         return torch.cat(outs).to(mel01.device)
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file, or a run folder -> its `checkpoints/best.ckpt` (else `last.ckpt`)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("best.ckpt", "last.ckpt"):
-            if (path / "checkpoints" / name).is_file():
-                return path / "checkpoints" / name
-        raise CheckpointError(f"{path}: a folder without checkpoints/best.ckpt or checkpoints/last.ckpt")
-    return path
-
-
 def load_generator(path: str | os.PathLike) -> Generator:
-    """Rebuild the generator of a `vocoder` checkpoint from the file alone (config + weights).
-
-    Like `pipeline.loading.load_model(path, "vocoder")`, which takes the weight-norm parametrised keys that
-    training saves; this also accepts the official `weight_g`/`weight_v` names and already folded weights."""
-    path = resolve_checkpoint(path)
-    ckpt = load_checkpoint(path, stage="vocoder")
-    cfg = VocoderConfig.from_dict(ckpt["config"], where=f"{path.name}: config")
-    gen = Generator(cfg.model)
-    state = official_to_parametrized(ckpt["state_dict"])
-    if not any(k.endswith("parametrizations.weight.original0") for k in state):
-        fold_weight_norm(gen)
-    load_state_strict(gen, state, str(path))
-    return gen
+    """The generator of a `vocoder` checkpoint or run folder: ours (weight-norm parametrised), the official
+    `weight_g`/`weight_v` names after `vgs import`, or already folded weights (`loading.models.load_model`)."""
+    return load_model(path, "vocoder")[0]
 
 
 def load_vocoder(kind: str = "melgan", ckpt: str | os.PathLike | None = None,

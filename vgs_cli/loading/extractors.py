@@ -26,6 +26,7 @@ from torch import nn
 
 from vgs_cli.errors import VgsError
 from vgs_cli.fsutil import file_sha256
+from vgs_cli.loading.models import state_diff
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -156,19 +157,12 @@ def load_network(name: str, settings: dict[str, Any], weights_path: str | Path |
         raise VgsError(f"{name}: a weights file is needed unless random_weights is set")
     net = spec.build()
     path = Path(weights_path)
-    missing, unexpected = _strict_diff(net, _state_dict_from_file(path))
-    if missing or unexpected:
-        raise VgsError(f"{path} does not fit {name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    state = _state_dict_from_file(path)
+    diff = state_diff(net, state)
+    if diff:
+        raise VgsError(f"{path} does not fit {name}: {diff}")
+    net.load_state_dict(state, strict=True)
     return net.eval()
-
-
-def _strict_diff(net: nn.Module, sd: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
-    try:
-        result = net.load_state_dict(sd, strict=False)
-    except RuntimeError as exc:  # shape mismatch
-        first = str(exc).splitlines()
-        return [first[1].strip() if len(first) > 1 else str(exc)[:120]], []
-    return list(result.missing_keys), list(result.unexpected_keys)
 
 
 @torch.no_grad()

@@ -43,6 +43,7 @@ class ImportOptions:
     stats: Path | None = None  # per-bin statistics for the classifiers (default: next to the file)
     classes: list[str] | None = None  # class names of a class-conditioned transformer, in label order
     extractor: str | None = None  # resnet50 | bninception, when the run's config does not tell
+    n_head: int | None = None  # a transformer's attention heads, when no project yaml tells (--n-head)
     force: bool = False  # replace existing outputs that hold other weights
     entry: Entry | None = None  # the published file this came from (`vgs download`)
 
@@ -107,7 +108,8 @@ def convert_file(src: Path, options: ImportOptions) -> list[Converted]:
         return list(lightning.convert_transformer(state, project, where=where, provenance=prov,
                                                   entry={"condition": entry.info.get("condition"),
                                                          "features": entry.info.get("features")} if entry else None,
-                                                  extractor=options.extractor, classes=options.classes))
+                                                  extractor=options.extractor, classes=options.classes,
+                                                  n_head=options.n_head))
     kind = classifiers.classifier_kind(obj)
     if kind is not None:
         stats = classifiers.find_stats(src, options.stats)
@@ -126,26 +128,14 @@ def convert_file(src: Path, options: ImportOptions) -> list[Converted]:
 
 def verify(conv: Converted, where: str) -> None:
     """Every tensor must land in the model the config describes: same keys, shapes and dtypes."""
-    from vgs_cli.loading.models import MODELS, resolve
+    from vgs_cli.loading.models import MODELS, build_config, state_diff
 
-    config_path, model_path = MODELS[conv.stage]
-    cfg = resolve(config_path, conv.stage).from_dict(conv.config, where=f"{where} config")
+    cfg = build_config(conv.stage, conv.config, where)
     with torch.device("meta"):
-        own = resolve(model_path, conv.stage)(cfg.model).state_dict()
-    state = conv.state_dict
-    problems = {
-        "missing": [k for k in own if k not in state],
-        "unexpected": [k for k in state if k not in own],
-        "wrong shape": [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-                        if k in state and tuple(state[k].shape) != tuple(own[k].shape)],
-        "wrong dtype": [f"{k} {state[k].dtype} vs {own[k].dtype}" for k in own
-                        if k in state and state[k].dtype != own[k].dtype],
-    }
-    parts = [f"{label} {', '.join(keys[:5])}{f' (+{len(keys) - 5} more)' if len(keys) > 5 else ''}"
-             for label, keys in problems.items() if keys]
-    if parts:
-        raise CheckpointError(f"{where}: the official weights do not map onto the vgs {conv.stage} model: "
-                              f"{'; '.join(parts)}")
+        model = MODELS[conv.stage][1](cfg.model)
+    diff = state_diff(model, conv.state_dict, dtypes=True)
+    if diff:
+        raise CheckpointError(f"{where}: the official weights do not map onto the vgs {conv.stage} model: {diff}")
 
 
 def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -153,11 +143,9 @@ def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
 
 
 def _existing(path: Path) -> dict[str, Any] | None:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return None
-    return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT else None
+    from vgs_cli.loading.models import peek_checkpoint
+
+    return peek_checkpoint(path)
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -171,6 +159,8 @@ def _plan(results: list[tuple[Path, Converted]]) -> list[tuple[Path, Converted]]
             if not _same_weights(other.state_dict, conv.state_dict):
                 raise VgsError(f"{other_src.name} and {src.name} both give a {conv.stage} with different weights; "
                                "import them into separate folders")
+            if conv.aux_state and not other.aux_state:  # the codebook file carries the discriminator; keep it
+                kept[conv.stage] = (src, conv)
             continue
         kept[conv.stage] = (src, conv)
     order = ["codebook", "transformer", "vocoder", "melception", "vggishish"]
@@ -181,12 +171,14 @@ def _write(out: Path, src: Path, conv: Converted, force: bool) -> Written:
     path = out / f"{conv.stage}.ckpt"
     if path.exists():
         old = _existing(path)
-        if old is not None and old.get("stage") == conv.stage and _same_weights(old["state_dict"], conv.state_dict):
+        same = old is not None and old.get("stage") == conv.stage and _same_weights(old["state_dict"], conv.state_dict)
+        if same and set(old.get("aux_state") or {}) >= set(conv.aux_state):
             return Written(conv.stage, path, src, "unchanged", conv.notes)
-        if not force:
+        if not force and not same:  # same weights, now with the discriminator: rewritten
             raise VgsError(f"{path} already exists with other weights; use --force to replace it or pick "
                            "another output folder")
-    save_checkpoint(path, stage=conv.stage, config=conv.config, state_dict=conv.state_dict, extra=conv.extra)
+    save_checkpoint(path, stage=conv.stage, config=conv.config, state_dict=conv.state_dict, extra=conv.extra,
+                    aux_state=conv.aux_state)
     return Written(conv.stage, path, src, "written", conv.notes)
 
 

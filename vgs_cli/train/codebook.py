@@ -22,16 +22,14 @@ from torch.utils.data import Dataset
 
 from vgs_cli.audio.plot import save_mel_png
 from vgs_cli.audio.spec import crop_frames, from_model_range, to_model_range
-from vgs_cli.checkpoint import load_checkpoint
 from vgs_cli.config.codebook import PRESETS, CodebookConfig
 from vgs_cli.config.spec import SPEC
-from vgs_cli.config.vggishish import VGGishishConfig
-from vgs_cli.errors import CheckpointError, ConfigError, DataError, VgsError
+from vgs_cli.errors import CheckpointError, DataError, VgsError
 from vgs_cli.fsutil import file_sha256
+from vgs_cli.loading.models import load_model
 from vgs_cli.models.lpaps import LPAPS
 from vgs_cli.models.patchgan import PatchDiscriminator
 from vgs_cli.models.quantize import code_counts, usage_stats
-from vgs_cli.models.vggishish import VGGishish
 from vgs_cli.models.vqgan import VQGAN
 from vgs_cli.train.losses import D_LOSSES, adaptive_weight, gan_active, gan_optimizers, generator_adv_loss
 
@@ -46,20 +44,10 @@ def load_lpaps(path: str | Path) -> LPAPS:
 
     Anything that does not load exactly (missing file, another stage, other shapes) raises a VgsError: a
     silently random perceptual network is what the reference trained with (issue #13)."""
-    ckpt = load_checkpoint(path, stage="vggishish")
     try:
-        cfg = VGGishishConfig.from_dict(ckpt["config"], where=f"{path} config")
-    except ConfigError as exc:
-        raise CheckpointError(f"--lpaps {path}: {exc}") from None
-    model = VGGishish(cfg.model)
-    own, state = model.state_dict(), ckpt["state_dict"]
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    misshaped = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or misshaped:
-        raise CheckpointError(f"--lpaps {path}: weights do not fit a VGGish-ish network (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}, wrong shape {misshaped[:3]})")
-    model.load_state_dict(state, strict=True)
+        model, _, _ = load_model(path, stage="vggishish")
+    except CheckpointError as exc:
+        raise CheckpointError(f"--lpaps: {exc}") from None
     return LPAPS.from_vggishish(model)
 
 

@@ -8,40 +8,35 @@ model or optimiser setting is refused instead of silently mixing two experiments
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from vgs_cli.config.base import apply_overrides, preset_names
 from vgs_cli.errors import ConfigError, DataError, VgsError
+from vgs_cli.train import codebook, melception, transformer, vggishish, vocoder
 from vgs_cli.train import distributed as D
 from vgs_cli.train.trainer import Trainer
 from vgs_cli.train.trainer_utils import note
 
 # stage name -> module exposing PRESETS, CONFIG_CLASS and make_task(cfg, data_dir, **stage_opts)
-STAGE_MODULES: dict[str, str] = {
-    "codebook": "vgs_cli.train.codebook",
-    "transformer": "vgs_cli.train.transformer",
-    "vocoder": "vgs_cli.train.vocoder",
-    "melception": "vgs_cli.train.melception",
-    "vggishish": "vgs_cli.train.vggishish",
+STAGE_MODULES: dict[str, ModuleType] = {
+    "codebook": codebook,
+    "transformer": transformer,
+    "vocoder": vocoder,
+    "melception": melception,
+    "vggishish": vggishish,
 }
 
 # train.* fields that only change how long / how often, never what is learned: allowed on resume.
 RESUMABLE_FIELDS = ("steps", "eval_every", "eval_batches", "ckpt_every", "keep_last", "log_every", "num_workers")
 
 
-def stage_module(stage: str) -> Any:
+def stage_module(stage: str) -> ModuleType:
     if stage not in STAGE_MODULES:
         raise VgsError(f"unknown stage {stage!r} (choose from {', '.join(STAGE_MODULES)})")
-    name = STAGE_MODULES[stage]
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
-            raise VgsError(f"stage {stage!r} is not available in this build ({name} is missing)") from None
-        raise
+    return STAGE_MODULES[stage]
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
