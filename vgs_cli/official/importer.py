@@ -43,7 +43,6 @@ class ImportOptions:
     stats: Path | None = None  # per-bin statistics for the classifiers (default: next to the file)
     classes: list[str] | None = None  # class names of a class-conditioned transformer, in label order
     extractor: str | None = None  # resnet50 | bninception, when the run's config does not tell
-    n_head: int | None = None  # a transformer's attention heads, when no project yaml tells (--n-head)
     force: bool = False  # replace existing outputs that hold other weights
     entry: Entry | None = None  # the published file this came from (`vgs download`)
 
@@ -108,8 +107,7 @@ def convert_file(src: Path, options: ImportOptions) -> list[Converted]:
         return list(lightning.convert_transformer(state, project, where=where, provenance=prov,
                                                   entry={"condition": entry.info.get("condition"),
                                                          "features": entry.info.get("features")} if entry else None,
-                                                  extractor=options.extractor, classes=options.classes,
-                                                  n_head=options.n_head))
+                                                  extractor=options.extractor, classes=options.classes))
     kind = classifiers.classifier_kind(obj)
     if kind is not None:
         stats = classifiers.find_stats(src, options.stats)
@@ -159,8 +157,6 @@ def _plan(results: list[tuple[Path, Converted]]) -> list[tuple[Path, Converted]]
             if not _same_weights(other.state_dict, conv.state_dict):
                 raise VgsError(f"{other_src.name} and {src.name} both give a {conv.stage} with different weights; "
                                "import them into separate folders")
-            if conv.aux_state and not other.aux_state:  # the codebook file carries the discriminator; keep it
-                kept[conv.stage] = (src, conv)
             continue
         kept[conv.stage] = (src, conv)
     order = ["codebook", "transformer", "vocoder", "melception", "vggishish"]
@@ -171,14 +167,12 @@ def _write(out: Path, src: Path, conv: Converted, force: bool) -> Written:
     path = out / f"{conv.stage}.ckpt"
     if path.exists():
         old = _existing(path)
-        same = old is not None and old.get("stage") == conv.stage and _same_weights(old["state_dict"], conv.state_dict)
-        if same and set(old.get("aux_state") or {}) >= set(conv.aux_state):
+        if old is not None and old.get("stage") == conv.stage and _same_weights(old["state_dict"], conv.state_dict):
             return Written(conv.stage, path, src, "unchanged", conv.notes)
-        if not force and not same:  # same weights, now with the discriminator: rewritten
+        if not force:
             raise VgsError(f"{path} already exists with other weights; use --force to replace it or pick "
                            "another output folder")
-    save_checkpoint(path, stage=conv.stage, config=conv.config, state_dict=conv.state_dict, extra=conv.extra,
-                    aux_state=conv.aux_state)
+    save_checkpoint(path, stage=conv.stage, config=conv.config, state_dict=conv.state_dict, extra=conv.extra)
     return Written(conv.stage, path, src, "written", conv.notes)
 
 
