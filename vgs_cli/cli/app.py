@@ -8,8 +8,9 @@ import sys
 import typer
 
 from vgs_cli import __version__
-from vgs_cli.cli import codec, evaluate, generate, info, official, prepare, train
-from vgs_cli.errors import VgsError
+from vgs_cli.cli import codec, evaluate, generate, info, official, prepare, serve, train
+from vgs_cli.errors import Interrupted, VgsError
+from vgs_cli.fsutil import output_error
 
 app = typer.Typer(
     name="vgs",
@@ -42,18 +43,22 @@ app.command("info", help="Summarise a shard folder, checkpoint or run folder.")(
 app.add_typer(codec.app, name="codec", help="Use the codebook as a neural audio codec (encode / decode).")
 app.add_typer(official.import_app, name="import", help="Convert official SpecVQGAN files into vgs checkpoints.")
 app.command("download", help="Download published SpecVQGAN files (MD5-checked) and import them.")(official.download)
+app.command("serve", help=serve.HELP, short_help="Serve a web page + HTTP API (warm models; needs the serve extra).")(serve.serve)
 
 
 def main() -> None:
-    """Run the CLI; a VgsError becomes `error: ...` on stderr with exit code 2 (VGS_DEBUG=1 shows tracebacks)."""
+    """Run the CLI. A VgsError becomes `error: ...` (one line on stderr) and its exit code (2 bad arguments or
+    input, 1 faults such as a full disk, 130 interrupted); VGS_DEBUG=1 shows tracebacks. See `vgs_cli.errors`."""
     debug = os.environ.get("VGS_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False: typer returns (not raises) the exit code of `typer.Exit`, including the 130 it
+        # makes of a KeyboardInterrupt that no command turned into an `Interrupted` message.
+        code = app(standalone_mode=False)
     except VgsError as exc:
         if debug:
             raise
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        typer.echo(f"{'interrupted' if isinstance(exc, Interrupted) else 'error'}: {exc}", err=True)
+        sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -73,5 +78,11 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if debug:
             raise
-        typer.echo(f"error: {type(exc).__name__}: {exc} (set VGS_DEBUG=1 for a traceback)", err=True)
-        sys.exit(1)
+        err = output_error(exc, getattr(exc, "filename", None) or "the output") if isinstance(exc, OSError) else None
+        typer.echo(f"error: {err}" if err else
+                   f"error: {type(exc).__name__}: {exc} (set VGS_DEBUG=1 for a traceback)", err=True)
+        sys.exit(err.exit_code if err else 1)
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        if code == 130:
+            typer.echo("interrupted", err=True)
+        sys.exit(code)

@@ -28,14 +28,16 @@ from torch.utils.data import DataLoader
 from vgs_cli import __version__
 from vgs_cli.checkpoint import save_checkpoint
 from vgs_cli.config.train import TrainConfig
-from vgs_cli.errors import VgsError
+from vgs_cli.errors import Interrupted, VgsError
 from vgs_cli.fsutil import write_json
 from vgs_cli.train import distributed as D
 from vgs_cli.train.checkpointing import restore, task_extra, train_state
 from vgs_cli.train.evaluation import validate
+from vgs_cli.train.init import InitSource, load_init
 from vgs_cli.train.trainer_utils import (
     MetricsLog,
     StepSchedule,
+    deferred_sigint,
     note,
     prune_step_checkpoints,
     seed_everything,
@@ -92,9 +94,11 @@ class StepContext:
 
 class Trainer:
     def __init__(self, task: Any, run_dir: str | Path, device: str | torch.device | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
-        """`meta` (preset, data folder, stage options ...) is written into `config.json` as provenance."""
+                 meta: dict[str, Any] | None = None, init: InitSource | None = None) -> None:
+        """`meta` (preset, data folder, stage options ...) is written into `config.json` as provenance;
+        `init` (`--init`, train/init.py) gives a new run its starting weights."""
         self.task = task
+        self.init = init
         self.run_dir = Path(run_dir)
         self.cfg: TrainConfig = task.config.train
         self.meta = dict(meta or {})
@@ -106,6 +110,7 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.best: float | None = None
+        self.stale = 0  # validations since the last improvement (early stopping: train.patience)
         self.last_valid: dict[str, float] = {}
         self.last_train: dict[str, float] = {}
         self.saved_last = False
@@ -131,6 +136,11 @@ class Trainer:
         self.bare = {k: m.to(self.env.device) for k, m in self.task.build_models().items()}
         if "model" not in self.bare:
             raise VgsError(f"task {self.task.stage!r}: build_models() must return a 'model' entry")
+        if self.init is not None:  # weights only: the optimisers below start fresh
+            load_init(self.bare, self.init, getattr(self.task, "adapt_init_state", None))
+        prepare = getattr(self.task, "prepare_models", None)  # e.g. LoRA wrapping, freezing (every run)
+        if callable(prepare):
+            prepare(self.bare)
         self.optimizers = dict(self.task.build_optimizers(self.bare))
         self.params = {n: [p for g in o.param_groups for p in g["params"] if p.requires_grad]
                        for n, o in self.optimizers.items()}
@@ -202,6 +212,9 @@ class Trainer:
         self._build()
         resumed = self._resume()
         main = self.env.is_main
+        if main:  # temp files of a run killed mid-write (kill -9): only this run writes into its folder
+            for stale in [*self.ckpt_dir.glob(".*.ckpt.*.tmp"), *self.run_dir.glob(".config.json.*.tmp")]:
+                stale.unlink(missing_ok=True)
         if resumed and self.step >= self.cfg.steps:
             if main:
                 note(f"{self.run_dir}: already trained for {self.step} steps (train.steps = {self.cfg.steps}); "
@@ -225,17 +238,27 @@ class Trainer:
         window: list[dict[str, float]] = []
         t0, steps0 = time.perf_counter(), self.step
         try:
-            while self.step < target:
-                window.append(self._train_step(ctx, batches))
-                self.step += 1
-                bar.update(1)
-                if cfg.log_every > 0 and self.step % cfg.log_every == 0:
-                    self._log_train(window, time.perf_counter() - t0, self.step - steps0, bar)
-                    window, t0, steps0 = [], time.perf_counter(), self.step
-                if self.step == target or (cfg.eval_every > 0 and self.step % cfg.eval_every == 0):
-                    self._validate_and_save()
-                if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
-                    self._save_step_checkpoint()
+            with deferred_sigint() as sigint:
+                while self.step < target:
+                    window.append(self._train_step(ctx, batches))
+                    self.step += 1
+                    bar.update(1)
+                    if cfg.log_every > 0 and self.step % cfg.log_every == 0:
+                        self._log_train(window, time.perf_counter() - t0, self.step - steps0, bar)
+                        window, t0, steps0 = [], time.perf_counter(), self.step
+                    if self.step == target or (cfg.eval_every > 0 and self.step % cfg.eval_every == 0):
+                        self._validate_and_save()
+                        if 0 < cfg.patience <= self.stale:
+                            if self.env.is_main:
+                                note(f"early stop at step {self.step}: no better valid {self.task.best_metric} "
+                                     f"in {self.stale} validations (train.patience = {cfg.patience})")
+                            break
+                    if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
+                        self._save_step_checkpoint()
+                    if D.any_rank(sigint.hit, self.env.device) and self.step < target:
+                        self._save("last.ckpt", self._train_state())  # collective; then every rank stops
+                        raise Interrupted(f"at step {self.step}/{cfg.steps}; {self.ckpt_dir / 'last.ckpt'} saved; "
+                                          "re-run the same command to resume")
         finally:
             bar.close()
 
@@ -315,6 +338,7 @@ class Trainer:
         if improved:
             self.best = float(metrics[self.task.best_metric])
             state["best"] = self.best
+        self.stale = 0 if improved or not metrics else self.stale + 1
         self._save("last.ckpt", state)
         if improved:
             self._save("best.ckpt", None)
@@ -344,6 +368,8 @@ class Trainer:
         if not self.env.is_main:
             return
         extra = {**task_extra(self.task), "step": self.step, "metrics": dict(self.last_valid)}
+        if self.init is not None:
+            extra["init"] = self.init.record
         save_checkpoint(self.ckpt_dir / name, stage=self.task.stage, config=self.task.config.to_dict(),
                         state_dict=model.state_dict(), extra=extra, train_state=train_state)
 
@@ -351,6 +377,7 @@ class Trainer:
         write_json(self.run_dir / "config.json", {
             "stage": self.task.stage, "vgs_version": __version__, "config": self.task.config.to_dict(),
             "provenance": task_extra(self.task), "world_size": self.env.world_size, **self.meta,
+            **({"init": self.init.record} if self.init is not None else {}),
         })
 
     def _result(self) -> dict[str, Any]:

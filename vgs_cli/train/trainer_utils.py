@@ -1,6 +1,6 @@
 """Small pieces of the trainer that are easiest to test on their own: the LR schedule, RNG capture and
-restore (as plain tensors/lists so `torch.load(weights_only=True)` reads them back), the metrics log and
-step-checkpoint pruning."""
+restore (as plain tensors/lists so `torch.load(weights_only=True)` reads them back), the metrics log,
+step-checkpoint pruning and the deferred Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import json
 import math
 import random
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 from vgs_cli.config.train import TrainConfig
+from vgs_cli.fsutil import raise_output_error
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -139,8 +142,12 @@ class MetricsLog:
         if not self.enabled:
             return
         row = {k: finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row, default=_json_default) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row, default=_json_default) + "\n")
+        except OSError as exc:  # a full disk: one line naming metrics.jsonl (the checkpoints are intact)
+            raise_output_error(exc, self.path)
+            raise
         if self.tb is not None:
             split = row.get("split", "train")
             for key, value in row.items():
@@ -185,3 +192,31 @@ def note(message: str) -> None:
     from tqdm.auto import tqdm
 
     tqdm.write(message, file=sys.stderr)
+
+
+class SigintFlag:
+    """`hit` turns True on the first Ctrl-C (SIGINT); see `deferred_sigint`."""
+
+    hit = False
+
+
+@contextlib.contextmanager
+def deferred_sigint() -> Iterator[SigintFlag]:
+    """While inside, a first Ctrl-C only sets `flag.hit` (the training loop saves last.ckpt at the end of the
+    step, so the weights are never caught half-updated); a second one interrupts at once. Outside the main
+    thread (where signals cannot be caught) the flag simply stays False."""
+    flag = SigintFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.hit:
+            raise KeyboardInterrupt
+        flag.hit = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
