@@ -181,16 +181,22 @@ def video_duration(path: str | os.PathLike) -> float:
     info = probe(path)
     if not info.has_video:
         raise VgsError(f"{path} has no video stream")
-    return _stream_copy_duration(path) or info.duration_s
+    return _stream_copy_duration(path, info.fps) or info.duration_s
 
 
-def _stream_copy_duration(path: str | os.PathLike) -> float | None:
-    """End time of the video stream, read by remuxing it to nowhere (no decoding, fast)."""
+def _stream_copy_duration(path: str | os.PathLike, fps: float | None = None) -> float | None:
+    """Length of the video stream, read by remuxing it to nowhere (no decoding, fast): its frame count / the
+    average frame rate. The remux's last `time=` is only a fallback: it is the start of the last packet in
+    decode order, which with B-frames is a few frames short (a 3-s H.264 clip read as 2.92 s)."""
     import re
 
     from vgs_cli.audio.io import run_ffmpeg
 
     proc = run_ffmpeg(["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"])
+    text = proc.stderr.decode("utf-8", "replace")
+    frames = re.findall(r"frame=\s*(\d+)", text)
+    if frames and fps and int(frames[-1]) > 0:
+        return int(frames[-1]) / fps
     times = re.findall(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)", proc.stderr.decode("utf-8", "replace"))
     if not times:
         return None

@@ -1,7 +1,8 @@
 """`run(stage, ...)`: resolve a stage's config, build its task and train it (what `vgs train <stage>` calls).
 
 Config resolution for a new run: preset -> `--config` JSON (merged over the preset, strict) -> `--set`
-overrides. For an existing run folder its `config.json` is authoritative: only scheduling fields of
+overrides. For a run folder with a checkpoint its `config.json` is authoritative (one that failed before
+its first checkpoint takes the new settings): only scheduling fields of
 `train` (RESUMABLE_FIELDS) may be changed, so `--steps 2000` extends a finished run, while a different
 model or optimiser setting is refused instead of silently mixing two experiments in one folder.
 """
@@ -137,7 +138,7 @@ def _resolve(module: Any, stage: str, preset: str | None, run_dir: Path, config_
     D.barrier()
     if require_resume and not has_ckpt:
         raise VgsError(f"--resume: {run_dir} has no checkpoints/last.ckpt to resume from")
-    if saved is None:
+    if saved is None or not has_ckpt:  # a run that never saved a step has nothing to protect: new settings win
         return new_config(module, stage, preset, config_file, overrides), preset or "tiny"
     cfg = resumed_config(module, stage, saved, config_file, overrides, run_dir)
     if preset and saved.get("preset") not in (None, preset) and is_main:
