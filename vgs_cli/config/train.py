@@ -27,6 +27,8 @@ class TrainConfig(Config):
     log_every: int = 10
     num_workers: int = 0
     seed: int = 0
+    # early stopping: end the run after this many validations without a better best_metric (0 = never)
+    patience: int = 0
 
     @property
     def effective_batch(self) -> int:

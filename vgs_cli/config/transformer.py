@@ -87,9 +87,29 @@ class GPTConfig(Config):
 
 
 @dataclass(frozen=True)
+class FinetuneConfig(Config):
+    """Partial fine-tuning (`vgs train transformer --init BASE`): LoRA adapters and/or frozen parameters."""
+
+    lora_rank: int = 0  # 0 = no adapters; R = rank-R adapters on the `lora_targets` layers, base frozen
+    lora_alpha: float = 0.0  # update scale alpha / rank; 0 = rank (scale 1)
+    # module-name globs (models/lora.py): attention q/k/v/output projections and both MLP layers
+    lora_targets: tuple[str, ...] = ("attn.query", "attn.key", "attn.value", "attn.proj", "mlp.0", "mlp.2")
+    freeze: tuple[str, ...] = ()  # parameter-name globs kept frozen (plain partial fine-tuning)
+
+    def __post_init__(self) -> None:
+        if self.lora_rank < 0 or self.lora_alpha < 0:
+            raise ConfigError("finetune.lora_rank and finetune.lora_alpha must be >= 0")
+
+    @property
+    def scale_alpha(self) -> float:
+        return self.lora_alpha or float(self.lora_rank)
+
+
+@dataclass(frozen=True)
 class TransformerConfig(Config):
     model: GPTConfig = field(default_factory=GPTConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     extractor: str = ""  # visual features used (shard manifest name); "" = the only/first one
     codes_crop: Literal["center"] = "center"  # the reference trained the GPT on centre crops (random_crop: False)
     # sha256 of the codebook file whose codes the GPT learns; "" until training starts. A run (or a config

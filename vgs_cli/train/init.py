@@ -1,0 +1,105 @@
+"""`vgs train STAGE --init CKPT`: start a new run from another checkpoint's weights (fine-tuning).
+
+Unlike resuming (`checkpoints/last.ckpt` of the same run folder), `--init` takes only weights: a new
+optimiser, step 0, a new run folder. The run's config is the checkpoint's own (so the model has the same
+shapes), then `--config` / `--set` / the stage's options on top; an override that changes a weight's shape is
+an error naming the weight. The run folder's `config.json` and every checkpoint's `extra.init` record the file
+and its SHA-256.
+
+What comes along besides the model (`InitSource.states`, by trainer model name):
+- "model": the stage's model (a LoRA transformer arrives merged, see loading/adapters.py);
+- "disc": the codebook's PatchGAN, from an imported official codebook (`aux_state.disc`, the official
+  `loss.discriminator.*`) or a vgs run's `train_state.models.disc`, so adversarial training resumes against
+  the trained discriminator instead of a fresh one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from vgs_cli.errors import VgsError
+from vgs_cli.fsutil import file_sha256
+
+State = dict[str, torch.Tensor]
+# (model name, checkpoint state, freshly built model) -> the state to load (e.g. a new class table)
+Adapt = Callable[[str, State, nn.Module], State]
+
+
+@dataclass
+class InitSource:
+    path: Path
+    sha256: str
+    stage: str
+    config: dict[str, Any]
+    states: dict[str, State] = field(default_factory=dict)
+
+    @property
+    def record(self) -> dict[str, str]:
+        """What the run folder and checkpoints record: where the weights came from."""
+        return {"path": str(self.path.resolve()), "sha256": self.sha256}
+
+
+def read_init(path: str | os.PathLike, stage: str) -> InitSource:
+    """The weights and config of `path` (a vgs checkpoint of `stage`, a run folder, an imported official file)."""
+    from vgs_cli.loading.models import load_model, resolve_checkpoint
+
+    path = resolve_checkpoint(path)
+    if not Path(path).is_file():
+        raise VgsError(f"--init {path}: checkpoint not found")
+    model, cfg, ckpt = load_model(path, stage)
+    config = cfg.to_dict()
+    if "finetune" in config:  # a LoRA run / adapter arrives merged: the new run starts plain
+        config["finetune"] = type(cfg.finetune)().to_dict()
+    states = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+    # the other trainable models of a vgs run (discriminators); an imported codebook's PatchGAN. Not "lpaps":
+    # the released LPAPS weights are random (issue #13); the run's own --lpaps network is used instead.
+    for name, state in {**((ckpt.get("train_state") or {}).get("models") or {}),
+                        **{k: v for k, v in (ckpt.get("aux_state") or {}).items() if k == "disc"}}.items():
+        states[name] = dict(state)
+    return InitSource(Path(path), file_sha256(path), stage, config, states)
+
+
+def load_init(models: dict[str, nn.Module], init: InitSource, adapt: Adapt | None = None) -> list[str]:
+    """Load `init`'s weights into the freshly built `models` (before the optimisers exist); returns the names
+    loaded. A weight whose shape the run's config changed is a VgsError naming it."""
+    from vgs_cli.loading.models import load_state_strict
+
+    loaded = []
+    for name, state in init.states.items():
+        if name not in models:
+            continue
+        model = models[name]
+        if adapt is not None:
+            state = adapt(name, state, model)
+        own = model.state_dict()
+        for key, value in state.items():
+            if key in own and tuple(own[key].shape) != tuple(value.shape):
+                raise VgsError(f"--init {init.path}: weight {key!r} ({name}) is {list(value.shape)} in the checkpoint "
+                               f"but {list(own[key].shape)} with this run's config; drop the override that changes "
+                               "it (or train from scratch)" + _hint(key))
+        load_state_strict(model, state, f"--init {init.path} ({name})")
+        loaded.append(name)
+    return loaded
+
+
+def _hint(key: str) -> str:
+    return " or pass --new-classes for a new class list" if "embedder" in key and "feat" not in key else ""
+
+
+def init_config(module: Any, stage: str, init: InitSource, config_file: str | Path | None,
+                overrides: list[str] | tuple[str, ...]) -> Any:
+    """The run's config: the checkpoint's, then `--config`, then `--set` (strict, as for a preset)."""
+    from vgs_cli.config.base import apply_overrides
+    from vgs_cli.train.runner import _config_file_dict, _deep_merge
+
+    if init.stage != stage:
+        raise VgsError(f"--init {init.path} is a {init.stage} checkpoint, not {stage}")
+    data = _deep_merge(init.config, _config_file_dict(config_file))
+    cfg = module.CONFIG_CLASS.from_dict(data, where=f"--init {init.path} config")
+    return apply_overrides(cfg, list(overrides))
