@@ -31,7 +31,7 @@ def _write(root: Path, rel: str, text: str) -> None:
 
 def test_checker_finds_planted_violations_and_exits_1(tmp_path):
     pkg = tmp_path / "vgs_cli"
-    for sub in ("", "models/", "data/", "audio/", "train/", "generate/", "prepare/", "cli/", "config/", "metrics/", "loading/"):
+    for sub in ("", "models/", "data/", "audio/", "train/", "generate/", "prepare/", "cli/", "config/", "metrics/", "loading/", "serve/"):
         _write(pkg, f"{sub}__init__.py", "")
     _write(pkg, "errors.py", "class VgsError(Exception):\n    pass\n")
     _write(pkg, "models/good.py", "import torch\nfrom vgs_cli.errors import VgsError\nfrom vgs_cli.audio import spec\n"
@@ -45,6 +45,9 @@ def test_checker_finds_planted_violations_and_exits_1(tmp_path):
     _write(pkg, "loading/bad.py", "from vgs_cli.models import gpt\nfrom vgs_cli.metrics import fid\n")
     _write(pkg, "cli/ok.py", "from vgs_cli.train import runner\nfrom vgs_cli.models import gpt\n")
     _write(pkg, "config/bad.py", "from vgs_cli.models import gpt\n")
+    _write(pkg, "serve/ok.py", "from vgs_cli.generate import engine\nfrom vgs_cli.train import runner\n")
+    _write(pkg, "serve/bad.py", "from vgs_cli.loading import models\nfrom vgs_cli.cli.app import main\n")
+    _write(pkg, "metrics/bad.py", "import vgs_cli.serve.page\n")
     _write(pkg, "__main__.py", "from vgs_cli.cli.app import main\n")
 
     found = sorted((str(v.path.relative_to(pkg)), v.line, v.imported) for v in ci.find_violations(pkg))
@@ -53,16 +56,18 @@ def test_checker_finds_planted_violations_and_exits_1(tmp_path):
         ("data/bad.py", 1, "vgs_cli.generate"),
         ("generate/bad.py", 1, "vgs_cli.train"),
         ("loading/bad.py", 2, "vgs_cli.metrics"),
+        ("metrics/bad.py", 1, "vgs_cli.serve.page"),
         ("models/bad.py", 1, "vgs_cli.cli"),
         ("models/bad.py", 5, "vgs_cli.train"),
         ("models/bad.py", 6, "vgs_cli.data.shards"),
+        ("serve/bad.py", 2, "vgs_cli.cli.app"),
         ("train/bad.py", 1, "vgs_cli.cli.train"),
     ]
     proc = subprocess.run([sys.executable, "-m", "vgs_cli.devtools.check_imports", str(pkg)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1
     assert "models/bad.py:1: models must not import vgs_cli.cli" in proc.stdout
-    assert "8 layering violation(s)" in proc.stderr
+    assert "10 layering violation(s)" in proc.stderr
 
     _write(pkg, "models/long.py", "x = 1\n" * 12)
     assert [(p.name, n) for p, n in ci.long_files(pkg, 10)] == [("long.py", 12)]

@@ -1,0 +1,141 @@
+"""The Gradio page and its HTTP API, built around a warm `Service` (imports gradio: the `[serve]` extra).
+
+Endpoints (see README, `vgs serve`): `/generate` takes (video, samples, temperature, top_k, top_p, seed,
+class_name, vocoder) and returns (files: the wavs, then the videos with the new sound, then the spectrogram
+PNG; info: a JSON dict naming them). `top_k` 0 and `top_p` 1 mean "off"; `class_name` and `vocoder` ""
+mean the model's default. The page's own button drives an undocumented endpoint with richer outputs.
+Both share one concurrency group, so at most `--concurrency` generations run at once and the rest queue.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from vgs_cli.errors import VgsError
+from vgs_cli.serve.service import MAX_SAMPLES, Result, Service, Settings
+
+INTRO = """# vgs: sound for a silent video
+Upload a video (or pick an example), choose the settings and press **Generate**: the model watches the video
+and writes a sound track for it, as long as the video. Requests queue: the page shows your place in line."""
+
+
+def _settings(svc: Service, samples, temperature, top_k, top_p, seed, class_name, vocoder) -> Settings:
+    """The page's raw values (floats from sliders, "" for unset) -> Settings; bad values -> gr.Error."""
+    try:
+        return Settings(samples=int(samples), temperature=float(temperature),
+                        top_k=int(top_k) if top_k and int(top_k) > 0 else None,
+                        top_p=float(top_p) if top_p and float(top_p) < 1 else None,
+                        seed=int(seed or 0), class_name=class_name or (svc.classes[0] if svc.classes else None),
+                        vocoder=vocoder or svc.vocoders[0])
+    except (TypeError, ValueError) as exc:
+        raise gr.Error(f"bad setting: {exc}") from None
+
+
+def _run(svc: Service, video: str | None, settings: Settings, progress: Any) -> Result:
+    """One generation; every user problem becomes one readable line in the page (the server keeps serving)."""
+    if not video:
+        raise gr.Error("upload a video first (or pick an example)", title="No video")
+    try:
+        return svc.generate(video, settings, report=lambda frac, msg: progress(frac, desc=msg))
+    except VgsError as exc:
+        raise gr.Error(str(exc), title="Cannot generate") from None
+    except Exception as exc:  # a bug: say so in one line; gradio logs it and goes on serving
+        raise gr.Error(f"internal error: {type(exc).__name__}: {exc}", title="Internal error") from exc
+
+
+def _info(result: Result, settings: Settings) -> dict[str, Any]:
+    return {"seconds": result.seconds, "sample_rate": 22050, "samples": len(result.wavs),
+            "wavs": [p.name for p in result.wavs], "videos": [p.name for p in result.videos],
+            "spectrogram": result.spectrogram.name, "elapsed_s": round(result.elapsed, 3),
+            "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+            "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__}}
+
+
+def build_page(svc: Service, card: str, examples: list[Path], concurrency: int = 1) -> gr.Blocks:
+    classes, vocoders = svc.classes, svc.vocoders
+    with gr.Blocks(title="vgs serve") as page:
+        gr.Markdown(INTRO)
+        with gr.Accordion("Model card: the checkpoints this server loaded", open=False):
+            gr.Markdown(card, elem_id="model-card")
+        with gr.Row():
+            with gr.Column(scale=1):
+                video = gr.Video(label="Video", sources=["upload"], elem_id="input-video")
+                estimate = gr.Markdown(elem_id="estimate")
+                if examples:
+                    gr.Examples([[str(p)] for p in examples], inputs=[video], label="Examples (held-out videos)")
+                with gr.Accordion("Settings", open=True):
+                    samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples (different sounds)")
+                    temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
+                    top_k = gr.Number(0, precision=0, minimum=0, label="Top-k (0 = all codes)")
+                    top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (1 = off)")
+                    seed = gr.Number(0, precision=0, label="Seed (same seed, same sound)")
+                    class_name = gr.Dropdown(classes, value=classes[0] if classes else None, label="Class",
+                                             visible=bool(classes))
+                    vocoder = gr.Radio(vocoders, value=vocoders[0], label="Vocoder")
+                button = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Column(scale=2):
+                status = gr.Markdown(elem_id="status")
+                out_video = gr.Video(label="The video with its new sound track", elem_id="output-video",
+                                     interactive=False)
+                audios = [gr.Audio(type="filepath", label=f"Sample {k + 1}", visible=k == 0, interactive=False,
+                                   elem_id=f"sample-{k + 1}") for k in range(MAX_SAMPLES)]
+                with gr.Row():
+                    gen_img = gr.Image(type="filepath", label="Generated spectrogram", elem_id="generated-spec",
+                                       interactive=False)
+                    real_img = gr.Image(type="filepath", label="Real spectrogram (the video's own sound)",
+                                        elem_id="real-spec", interactive=False)
+                files = gr.File(label="Downloads", file_count="multiple", elem_id="downloads", interactive=False)
+        inputs = [video, samples, temperature, top_k, top_p, seed, class_name, vocoder]
+
+        def on_video(path: str | None, n: float):
+            """Up front: how long the request will take, from the speeds this server measured."""
+            if not path:
+                return ""
+            try:
+                seconds = svc.check_video(path)
+            except VgsError as exc:
+                return f"**Cannot use this file:** {exc}"
+            est = svc.estimate(seconds, int(n))
+            if est is None:
+                return f"{seconds:.1f} s of video."
+            note = " That is a long one: it will take a while." if est.seconds > 60 else ""
+            return (f"{seconds:.1f} s of video: {est.tokens} tokens per sample, about {est.seconds:.0f} s "
+                    f"at {svc.speeds.tokens_per_s:.0f} tokens/s.{note}")
+
+        video.change(on_video, [video, samples], estimate, queue=False, api_visibility="private")
+        samples.change(on_video, [video, samples], estimate, queue=False, api_visibility="private")
+
+        def on_generate(v, n, t, k, p, s, c, voc, progress=gr.Progress()):  # noqa: B008 (gradio's idiom)
+            settings = _settings(svc, n, t, k, p, s, c, voc)
+            result = _run(svc, v, settings, progress)
+            shown = [gr.Audio(value=str(w), visible=True) for w in result.wavs]
+            hidden = [gr.Audio(value=None, visible=False) for _ in range(MAX_SAMPLES - len(result.wavs))]
+            t_ = result.timings
+            done = (f"**Done** in {result.elapsed:.1f} s ({result.seconds:.1f} s of audio x {len(result.wavs)}): "
+                    + ", ".join(f"{name} {sec:.1f} s" for name, sec in t_.items()))
+            downloads = [str(p) for p in [*result.wavs, *result.videos, result.spectrogram]]
+            real = str(result.real_spectrogram) if result.real_spectrogram else None
+            return [done, str(result.videos[0]), *shown, *hidden, str(result.spectrogram),
+                    gr.Image(value=real, label="Real spectrogram (the video's own sound)" if real
+                             else "Real spectrogram: the video has no sound"), downloads]
+
+        button.click(on_generate, inputs, [status, out_video, *audios, gen_img, real_img, files],
+                     api_name="generate_page", api_visibility="undocumented", concurrency_id="generate",
+                     concurrency_limit=concurrency)
+
+        # The documented API: plain values in, files + a JSON dict out (hidden outputs: the page never shows them).
+        api_files = gr.File(file_count="multiple", visible=False)
+        api_info = gr.JSON(visible=False)
+
+        def api_generate(v, n, t, k, p, s, c, voc, progress=gr.Progress()):  # noqa: B008
+            settings = _settings(svc, n, t, k, p, s, c, voc)
+            result = _run(svc, v, settings, progress)
+            return [str(x) for x in [*result.wavs, *result.videos, result.spectrogram]], _info(result, settings)
+
+        api_trigger = gr.Button(visible=False)
+        api_trigger.click(api_generate, inputs, [api_files, api_info], api_name="generate",
+                          concurrency_id="generate", concurrency_limit=concurrency)
+    return page

@@ -1,0 +1,102 @@
+"""Start `vgs serve`: confine every file to the output folder, load the models once, warm up, launch.
+
+Order matters: the environment (gradio's upload/cache folder, temp files, matplotlib's and huggingface's
+caches) is pointed into `out_dir` BEFORE gradio is imported, because gradio reads it at import time.
+A janitor thread deletes uploads and results older than --keep-minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from vgs_cli.errors import VgsError
+
+
+@dataclass
+class ServeOptions:
+    out_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 7860
+    concurrency: int = 1
+    max_seconds: float = 600.0
+    max_upload_mb: float = 200.0
+    keep_minutes: float = 60.0
+    examples: Path | None = None
+    device: str | None = None
+    gl_iters: int = 32
+    visual_weights: str | None = None
+    model_kwargs: dict = field(default_factory=dict)  # resolve_models' model/transformer/codebook/vocoder_ckpt/vocoder
+
+
+def confine_files(out_dir: Path) -> dict[str, Path]:
+    """Point every writer we know of into `out_dir` (must run before gradio is imported)."""
+    dirs = {"GRADIO_TEMP_DIR": out_dir / "uploads", "TMPDIR": out_dir / "tmp", "MPLCONFIGDIR": out_dir / "cache" / "matplotlib",
+            "HF_HOME": out_dir / "cache" / "huggingface"}
+    for key, path in dirs.items():
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ[key] = str(path)
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no calls home (and none possible offline)
+    tempfile.tempdir = str(dirs["TMPDIR"])
+    return dirs
+
+
+def _janitor(clean: Callable[[], int], every_s: float) -> None:
+    def loop() -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                clean()
+            except OSError:
+                pass  # a file in use or gone: try again next round
+
+    threading.Thread(target=loop, name="vgs-serve-janitor", daemon=True).start()
+
+
+def serve(opts: ServeOptions, log: Callable[[str], None] = print) -> None:
+    """Blocks until interrupted."""
+    out_dir = opts.out_dir.resolve()
+    dirs = confine_files(out_dir)
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise VgsError('vgs serve needs the [serve] extra: pip install -e ".[serve]" (gradio)') from None
+    from vgs_cli.generate.engine import load_bundle, resolve_models
+    from vgs_cli.serve.card import card_markdown, model_card
+    from vgs_cli.serve.examples import demo_models, find_examples
+    from vgs_cli.serve.page import build_page
+    from vgs_cli.serve.service import Limits, Service
+
+    kwargs = dict(opts.model_kwargs)
+    model = kwargs.get("model")
+    demo = demo_models(Path(model)) if model and not kwargs.get("transformer") else None
+    if demo:
+        kwargs = {**kwargs, **{k: kwargs.get(k) or v for k, v in demo.items()}, "model": None}
+        log(f"{model} is a `make demo` output folder: serving its feature-conditioned models")
+    t0 = time.perf_counter()
+    paths = resolve_models(**kwargs)
+    bundle = load_bundle(paths, vocoder=kwargs.get("vocoder", "melgan"), device=opts.device, gl_iters=opts.gl_iters)
+    limits = Limits(max_seconds=opts.max_seconds, max_upload_mb=opts.max_upload_mb, keep_minutes=opts.keep_minutes)
+    svc = Service(bundle, out_dir, limits, gl_iters=opts.gl_iters, visual_weights=opts.visual_weights)
+    log(f"models loaded in {time.perf_counter() - t0:.1f} s; warming up on a 1-s clip ...")
+    speeds = svc.calibrate()
+    log(f"warm: {speeds.tokens_per_s:.0f} tokens/s (sampling), ready in {time.perf_counter() - t0:.1f} s")
+    near = [p for p in (Path(model) if model else None, paths.transformer) if p is not None]
+    examples = find_examples(opts.examples, near)
+    page = build_page(svc, card_markdown(model_card(bundle), str(bundle.device)), examples, opts.concurrency)
+    page.queue(default_concurrency_limit=opts.concurrency)
+    clean_every = max(5.0, min(60.0, opts.keep_minutes * 60 / 4))
+    _janitor(lambda: svc.cleanup([svc.requests_dir, dirs["GRADIO_TEMP_DIR"], dirs["TMPDIR"]]), clean_every)
+    allowed = [str(out_dir)] + sorted({str(p.parent.resolve()) for p in examples})
+    if opts.host not in ("127.0.0.1", "localhost", "::1"):
+        log(f"warning: listening on {opts.host}: anyone who can reach this machine can use the page and the API")
+    try:
+        page.launch(server_name=opts.host, server_port=opts.port, max_file_size=f"{opts.max_upload_mb:g}mb",
+                    allowed_paths=allowed, show_error=True, ssr_mode=False, footer_links=["api"])
+    except OSError as exc:
+        raise VgsError(f"cannot listen on {opts.host}:{opts.port} ({exc}); pick another --port") from None
