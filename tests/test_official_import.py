@@ -4,6 +4,7 @@ become vgs checkpoints tensor for tensor, refuse code-running pickles, and work 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -175,18 +176,66 @@ def test_transformer_import_writes_both_models_bit_exact(tmp_path, ref):
 def test_transformer_conditions_are_inferred(tmp_path, ref, condition, frames, extractor, project):
     cfg = small_gpt(condition, frames)
     run, _ = _transformer_run(tmp_path, ref, cfg, project=project, extractor=extractor)
-    written = import_specvqgan(run, tmp_path / "out")
+    written = import_specvqgan(run, tmp_path / "out", ImportOptions(n_head=None if project else 4))
     ckpt = load_checkpoint(tmp_path / "out" / "transformer.ckpt", stage="transformer")
     m = load_model(tmp_path / "out" / "transformer.ckpt", "transformer")[1].model
     assert (m.condition, m.block_size) == (condition, cfg.block_size)
     assert ckpt["extra"]["feat_frames"] == (frames if cfg.uses_feats else 0)
     if condition in ("class", "feats+class"):
         assert ckpt["extra"]["classes"][0] == "baby" and len(ckpt["extra"]["classes"]) == 8  # VAS, sorted
-    if not project:  # no yaml: n_head is the paper's 16 and the features cannot be told
-        assert m.n_head == 16 and ckpt["extra"]["extractor"] == ""
+    if not project:  # no yaml: the head count comes from --n-head and the features cannot be told
+        assert m.n_head == 4 and ckpt["extra"]["extractor"] == ""
         assert any("--extractor" in n for n in written[1].notes)
+        assert "4 attention heads (--n-head)" in written[1].notes
     else:
         assert ckpt["extra"]["extractor"] == extractor
+        assert "4 attention heads (GPT_config.n_head in 2021-07-29T13-34-39-project.yaml)" in written[1].notes
+        assert ckpt["extra"]["official"]["n_head_from"].endswith("-project.yaml")
+
+
+def _cli(monkeypatch, *args: str) -> int:
+    """Run `vgs ARGS` in-process; its exit code."""
+    from vgs_cli.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["vgs", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_bare_transformer_head_count_must_be_given_and_decides_the_logits(tmp_path, ref, monkeypatch, capsys):
+    """No tensor shows the head count: a bare 4-head file of width 64 (not the paper's 1024) stops with one
+    line naming --n-head; with --n-head 4 its logits equal the source model's, with 16 they do not."""
+    from vgs_cli.models.gpt import GPT
+
+    cfg = small_gpt("feats", 212)
+    official = random_state(transformer_layout(ref, cfg), seed=5)
+    for key in official:  # sharper attention (random weights attend almost uniformly: any head count fits)
+        if key.endswith(("attn.key.weight", "attn.query.weight", "attn.value.weight", "attn.proj.weight")):
+            official[key] = official[key] * 10
+    run = write_run(tmp_path / "src", "run", official, None)
+    code = _cli(monkeypatch, "import", "specvqgan", str(run), "-o", str(tmp_path / "bare"))
+    err = capsys.readouterr().err.strip().splitlines()  # one line, exit 2, no traceback, nothing written
+    assert code == 2 and len(err) == 1 and not (tmp_path / "bare").exists()
+    assert re.match(r"error: .*width 64 is not the paper's 1024 \(16 heads\); pass --n-head N", err[0]), err
+
+    gpt_state = {k[len("transformer."):]: v for k, v in official.items()
+                 if k.startswith("transformer.") and "attn.mask" not in k}
+    source, wrong = GPT(cfg).eval(), GPT(cfg.replace(n_head=16)).eval()  # the file's model; the old guess
+    source.load_state_dict(gpt_state)
+    wrong.load_state_dict(gpt_state)
+    assert _cli(monkeypatch, "import", "specvqgan", str(run), "-o", str(tmp_path / "out"), "--n-head", "4") == 0
+    assert "4 attention heads (--n-head)" in capsys.readouterr().out
+    imported = load_model(tmp_path / "out" / "transformer.ckpt", "transformer")[0]
+    gen = torch.Generator().manual_seed(0)
+    codes, feats = torch.randint(0, 128, (2, 264), generator=gen), torch.randn(2, 212, 2048, generator=gen)
+    with torch.no_grad():
+        want = source(codes, feats)
+        diffs = {4: (imported(codes, feats) - want).abs().max().item(),
+                 16: (wrong(codes, feats) - want).abs().max().item()}
+    assert diffs[4] < 1e-5 and diffs[16] > 1e-3, diffs
 
 
 def test_transformer_mismatches_fail_naming_the_problem(tmp_path, ref):

@@ -18,9 +18,12 @@ CLASSES = typer.Option(None, "--classes", help="Class names of a class-condition
 EXTRACTOR = typer.Option(None, "--extractor", help="Visual features of a transformer whose run config does not "
                          "say: resnet50 or bninception.")
 FORCE = typer.Option(False, "--force", help="Replace existing outputs that hold other weights.")
+N_HEAD = typer.Option(None, "--n-head", min=1, help="Attention heads of a transformer imported without its run's "
+                      "project yaml (no tensor shows them; the paper's 16 is assumed only for width 1024).")
 
 
-def _options(stats: Optional[Path], classes: Optional[Path], extractor: Optional[str], force: bool):
+def _options(stats: Optional[Path], classes: Optional[Path], extractor: Optional[str], force: bool,
+             n_head: Optional[int] = None):
     from vgs_cli.official.importer import ImportOptions
 
     names = None
@@ -29,7 +32,7 @@ def _options(stats: Optional[Path], classes: Optional[Path], extractor: Optional
             names = [line.strip() for line in classes.read_text().splitlines() if line.strip()]
         except OSError as exc:
             raise VgsError(f"cannot read {classes}: {exc.strerror or exc}") from None
-    return ImportOptions(stats=stats, classes=names, extractor=extractor, force=force)
+    return ImportOptions(stats=stats, classes=names, extractor=extractor, force=force, n_head=n_head)
 
 
 def _report(written) -> None:
@@ -44,12 +47,12 @@ def specvqgan(
     path: Path = typer.Argument(..., help="An official file (.ckpt/.pt) or folder (unpacked run, or several files)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: <stage>.ckpt files (use with --model)."),
     stats: Optional[Path] = STATS, classes: Optional[Path] = CLASSES, extractor: Optional[str] = EXTRACTOR,
-    force: bool = FORCE,
+    force: bool = FORCE, n_head: Optional[int] = N_HEAD,
 ) -> None:
     """Convert official SpecVQGAN files (codebook, transformer, MelGAN, Melception, VGGish-ish) into vgs checkpoints."""
     from vgs_cli.official.importer import import_specvqgan
 
-    _report(import_specvqgan(path, out, _options(stats, classes, extractor, force), log=typer.echo))
+    _report(import_specvqgan(path, out, _options(stats, classes, extractor, force, n_head), log=typer.echo))
 
 
 def _print_list() -> None:

@@ -24,7 +24,8 @@ from vgs_cli.models.gpt import to_sequence
 State = dict[str, torch.Tensor]
 LOSS_PREFIX = "loss."
 OFFICIAL_GN_GROUPS = 32  # taming's Normalize(): GroupNorm(32) everywhere
-OFFICIAL_N_HEAD = 16  # not visible in any tensor; the paper's GPT_config
+OFFICIAL_N_HEAD = 16  # not visible in any tensor; the paper's GPT_config (for its width, 1024)
+OFFICIAL_N_EMBD = 1024
 
 
 def with_prefix(state: State, prefix: str) -> State:
@@ -142,7 +143,26 @@ def condition_layout(gpt: State, *, where: str) -> tuple[str, int, int]:
                           "embedding nor a kernel-1 feature projection")
 
 
-def infer_gpt_config(gpt: State, grid: tuple[int, int], *, n_head: int | None = None, no_feats: bool = False,
+def head_count(gpt: State, from_yaml: Any, from_option: int | None, *, yaml_name: str,
+               where: str) -> tuple[int, str]:
+    """(attention heads, where the number came from). No tensor shows the head count, and a wrong one loads
+    without complaint (logits ~1e-3 off, tokens often the same), so: the run's project yaml, else `--n-head`,
+    else the paper's 16 only for the paper's width 1024; any other width with neither is an error."""
+    width = int(_need(gpt, "tok_emb.weight", where).shape[1])
+    if from_yaml is not None:
+        if from_option is not None and int(from_option) != int(from_yaml):
+            raise CheckpointError(f"{where}: --n-head {from_option} disagrees with n_head {from_yaml} in "
+                                  f"{yaml_name}; drop --n-head (the project yaml is the run's own record)")
+        return int(from_yaml), f"GPT_config.n_head in {yaml_name}"
+    if from_option is not None:
+        return int(from_option), "--n-head"
+    if width == OFFICIAL_N_EMBD:
+        return OFFICIAL_N_HEAD, f"the paper's value for width {OFFICIAL_N_EMBD} (no project yaml)"
+    raise CheckpointError(f"{where}: no project yaml gives the transformer's head count and its width {width} is "
+                          f"not the paper's {OFFICIAL_N_EMBD} (16 heads); pass --n-head N (its GPT_config.n_head)")
+
+
+def infer_gpt_config(gpt: State, grid: tuple[int, int], *, n_head: int = OFFICIAL_N_HEAD, no_feats: bool = False,
                      where: str) -> GPTConfig:
     """The GPTConfig whose model has these tensors (masks already dropped) for a codebook `grid`.
 
@@ -163,8 +183,7 @@ def infer_gpt_config(gpt: State, grid: tuple[int, int], *, n_head: int | None = 
         kind = "none"
     if cond < 1 or frames < 1:
         raise CheckpointError(f"{where}: pos_emb has {block} rows, fewer than the {tokens} codes + condition")
-    heads = int(n_head or OFFICIAL_N_HEAD)
-    kwargs: dict[str, Any] = dict(vocab_size=int(vocab), n_layer=len(layers), n_head=heads, n_embd=int(n_embd),
+    kwargs: dict[str, Any] = dict(vocab_size=int(vocab), n_layer=len(layers), n_head=int(n_head), n_embd=int(n_embd),
                                   dropout=0.0, condition=kind, feat_frames=frames, grid=tuple(grid))
     if feat_dim:
         kwargs["feat_dim"] = feat_dim

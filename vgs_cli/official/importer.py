@@ -43,6 +43,7 @@ class ImportOptions:
     stats: Path | None = None  # per-bin statistics for the classifiers (default: next to the file)
     classes: list[str] | None = None  # class names of a class-conditioned transformer, in label order
     extractor: str | None = None  # resnet50 | bninception, when the run's config does not tell
+    n_head: int | None = None  # a transformer's attention heads, when no project yaml tells (--n-head)
     force: bool = False  # replace existing outputs that hold other weights
     entry: Entry | None = None  # the published file this came from (`vgs download`)
 
@@ -107,7 +108,8 @@ def convert_file(src: Path, options: ImportOptions) -> list[Converted]:
         return list(lightning.convert_transformer(state, project, where=where, provenance=prov,
                                                   entry={"condition": entry.info.get("condition"),
                                                          "features": entry.info.get("features")} if entry else None,
-                                                  extractor=options.extractor, classes=options.classes))
+                                                  extractor=options.extractor, classes=options.classes,
+                                                  n_head=options.n_head))
     kind = classifiers.classifier_kind(obj)
     if kind is not None:
         stats = classifiers.find_stats(src, options.stats)

@@ -23,6 +23,7 @@ from vgs_cli.official.convert import (
     check_permuter,
     disagree,
     drop_attn_masks,
+    head_count,
     infer_gpt_config,
     infer_vqgan_config,
     split_codebook,
@@ -198,8 +199,9 @@ def _classes(given: list[str] | None, model: Any, where: str) -> tuple[list[str]
 
 def convert_transformer(state: State, project: dict[str, Any] | None, *, where: str, provenance: dict[str, Any],
                         entry: dict[str, Any] | None = None, extractor: str | None = None,
-                        classes: list[str] | None = None) -> tuple[Converted, Converted]:
-    """A transformer `.ckpt` state_dict -> (codebook, transformer) checkpoint contents."""
+                        classes: list[str] | None = None, n_head: int | None = None) -> tuple[Converted, Converted]:
+    """A transformer `.ckpt` state_dict -> (codebook, transformer) checkpoint contents. `n_head`: `--n-head`,
+    used when the project yaml does not give the head count (see `convert.head_count`)."""
     gpt, perm = _gpt_parts(state, where)
     first = dig(project or {}, "model.params.first_stage_config") or {}
     codebook = convert_codebook(with_prefix(state, "first_stage_model."), {"model": first} if first else None,
@@ -207,12 +209,16 @@ def convert_transformer(state: State, project: dict[str, Any] | None, *, where: 
     cb_model = CodebookConfig.from_dict(codebook.config).model
     check_permuter(perm["forward_shuffle_idx"], perm["backward_shuffle_idx"], cb_model.grid, where=where)
     gpt, n_masks = drop_attn_masks(gpt, where=where)
-    n_head = dig(project or {}, "model.params.transformer_config.params.GPT_config.n_head")
-    model = infer_gpt_config(gpt, cb_model.grid, n_head=n_head, no_feats=_condition_hint(project, entry), where=where)
+    heads, heads_from = head_count(gpt, dig(project or {}, "model.params.transformer_config.params.GPT_config.n_head"),
+                                   n_head, yaml_name=str(provenance.get("project_yaml", "the project yaml")),
+                                   where=where)
+    provenance = {**provenance, "n_head": heads, "n_head_from": heads_from}
+    model = infer_gpt_config(gpt, cb_model.grid, n_head=heads, no_feats=_condition_hint(project, entry), where=where)
     _check_gpt_yaml(model, project, where)
     name, settings = _extractor(project, entry, extractor, where) if model.uses_feats else (None, {})
     cfg = TRANSFORMER_PRESETS[_dataset(model.vocab_size)].replace(model=model, extractor=name or "")
-    notes = [f"dropped {n_masks} attn.mask buffers (each checked to be the causal mask)"] if n_masks else []
+    notes = [f"{heads} attention heads ({heads_from})"]
+    notes += [f"dropped {n_masks} attn.mask buffers (each checked to be the causal mask)"] if n_masks else []
     if model.uses_feats and name is None:
         notes.append("could not tell which visual features this transformer was trained on (no project yaml, "
                      "not a listed run): re-import with --extractor resnet50|bninception before generating")
