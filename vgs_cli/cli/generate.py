@@ -33,14 +33,18 @@ def generate(
     visual_weights: Optional[Path] = typer.Option(None, "--visual-weights", help="Weights file of the visual feature extractor."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     gl_iters: int = typer.Option(32, "--gl-iters", help="Griffin-Lim iterations (with --vocoder griffinlim)."),
+    shard_index: Optional[int] = typer.Option(None, "--shard-index", help="Shard splits: generate only this share "
+                                              "of the clips (one job of a SLURM array; with --num-shards)."),
+    num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Shard splits: the number of shares "
+                                             "(jobs) the clips are split into."),
+    merge: bool = typer.Option(False, "--merge", help="Shard splits: only check that OUT holds every clip's "
+                               "samples (after all shards) and write OUT/samples.json; loads no model."),
 ) -> None:
-    """Generate sound for a video (as long as the video), a folder of videos or a shard split."""
-    from vgs_cli.generate.batch import (
-        generate_folder,
-        generate_shards,
-        generate_video,
-        is_shard_folder,
-    )
+    """Generate sound for a video (as long as the video), a folder of videos or a shard split.
+
+    A shard split can be shared among processes: run under `torchrun --nproc_per_node N -m vgs_cli generate
+    ...` and/or with --shard-index/--num-shards (one output folder; finished clips are skipped on a rerun)."""
+    from vgs_cli.generate.batch import generate_folder, generate_video, is_shard_folder
     from vgs_cli.generate.engine import GenerateOptions, load_bundle, resolve_models
 
     if samples < 1:
@@ -51,10 +55,29 @@ def generate(
         raise VgsError("--top-p must be in (0, 1]")
     if not source.exists():
         raise VgsError(f"no such file or folder: {source}")
+    sharded = shard_index is not None or num_shards is not None or merge or _under_torchrun()
+    if sharded and not is_shard_folder(source):
+        raise VgsError("--shard-index/--num-shards, --merge and torchrun work on a shard folder "
+                       f"(prepared with `vgs prepare`); {source} is not one")
+    if (shard_index is None) != (num_shards is None):
+        raise VgsError("--shard-index and --num-shards go together (e.g. --shard-index 0 --num-shards 4)")
+    if merge:
+        from vgs_cli.generate.scale import merge as merge_outputs
+
+        m = merge_outputs(source, out, limit)
+        typer.echo(f"{out}: complete, {m['clips']} {m['split']} clips x {m['samples_per_clip']} samples; "
+                   f"wrote {out / 'samples.json'}" + _twice(m["written_twice"]))
+        return
     opts = GenerateOptions(samples=samples, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
                            seed=seed, class_name=class_name)
     paths = resolve_models(model, transformer=transformer, codebook=codebook, vocoder_ckpt=vocoder_ckpt,
                            vocoder=vocoder)
+    if is_shard_folder(source):
+        if out.suffix.lower() == ".wav":
+            raise VgsError(f"batch mode writes a folder: --out {out} looks like a file")
+        _split(paths, source, out, opts, vocoder=vocoder, device=device, gl_iters=gl_iters, split=split,
+               batch_size=batch_size, limit=limit, shard=(shard_index or 0, num_shards or 1))
+        return
     bundle = load_bundle(paths, vocoder=vocoder, device=device, gl_iters=gl_iters)
     weights = str(visual_weights) if visual_weights else None
     if source.is_file():
@@ -71,9 +94,47 @@ def generate(
         return
     if out.suffix.lower() == ".wav":
         raise VgsError(f"batch mode writes a folder: --out {out} looks like a file")
-    if is_shard_folder(source):
-        summary = generate_shards(bundle, source, out, opts, split=split, batch_size=batch_size, limit=limit,
-                                  log=typer.echo)
-    else:
-        summary = generate_folder(bundle, source, out, opts, visual_weights=weights, log=typer.echo)
+    summary = generate_folder(bundle, source, out, opts, visual_weights=weights, log=typer.echo)
     typer.echo(f"{out}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+
+
+def _under_torchrun() -> bool:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE") or 1) > 1
+
+
+def _twice(ids: list[str]) -> str:
+    return f" (note: {len(ids)} clips were generated more than once, e.g. {ids[0]})" if ids else ""
+
+
+def _split(paths, source: Path, out: Path, opts, *, vocoder: str, device: Optional[str], gl_iters: int,
+           split: str, batch_size: int, limit: Optional[int], shard: tuple[int, int]) -> None:
+    """A shard split, this process's share (torchrun rank x --shard-index); rank 0 prints the check."""
+    from datetime import timedelta
+
+    from vgs_cli import dist
+    from vgs_cli.generate.engine import load_bundle
+    from vgs_cli.generate.scale import generate_split
+    from vgs_cli.generate.workers import Worker
+
+    # the ranks meet once, at the end: wait as long as the slowest rank may lag (not torch's 10-30 min)
+    env = dist.init_distributed(device, timeout=timedelta(days=7))
+    try:
+        worker = Worker(env.rank, env.world_size, *shard)
+        bundle = load_bundle(paths, vocoder=vocoder, device=str(env.device), gl_iters=gl_iters)
+        s = generate_split(bundle, source, out, opts, split=split, batch_size=batch_size, limit=limit,
+                           worker=worker, log=typer.echo)
+    finally:
+        if env.created:
+            dist.destroy()
+    if env.rank != 0:
+        return
+    typer.echo(f"{out}: clips {s['clips']}, generated {s['generated']}, skipped {s['skipped']}"
+               + (f" ({worker.count} workers)" if worker.count > 1 else ""))
+    if s["complete"]:
+        typer.echo(f"{out}: complete, every clip has {opts.samples} sample(s); wrote {out / 'samples.json'}"
+                   + _twice(s["written_twice"]))
+    else:
+        typer.echo(f"{out}: {s['missing']} clips still missing (other shards' share); run `vgs generate "
+                   f"{source} -o {out} --merge` once every shard is done")

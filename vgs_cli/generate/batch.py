@@ -3,6 +3,8 @@ videos or of a shard split (batched, resumable, named so `vgs eval` pairs each s
 
 Batch outputs: `<OUT>/<clip_id>_sample_<k>.wav` and `<OUT>/<clip_id>_sample_<k>.npy` (the mel, `[80, T]` on
 [0, 1]; clip ids with `/` become sub-folders) plus `<OUT>/generation.json` (models, their SHA-256, options).
+A shard split can be shared among workers (torchrun ranks, scheduler shards): see generate/workers.py for
+the split and generate/scale.py for the run + final check.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ from vgs_cli.generate.engine import (
     steps_for_samples,
     video_duration,
     video_features,
+)
+from vgs_cli.generate.workers import (
+    Worker,
+    check_same_run,
+    is_done,
+    log_written,
+    n_units,
+    sample_paths,
+    unit_clips,
+    unit_seed,
 )
 
 Log = Callable[[str], None]
@@ -68,15 +80,6 @@ def generate_video(bundle: Bundle, video: str | os.PathLike, out: str | os.PathL
 
 
 # ------------------------------------------------------------------------------------------ batch mode
-
-def sample_paths(out_dir: Path, clip_id: str, n: int) -> list[tuple[Path, Path]]:
-    """(wav, mel) paths of every sample of one clip."""
-    return [(out_dir / f"{clip_id}_sample_{k}.wav", out_dir / f"{clip_id}_sample_{k}.npy") for k in range(n)]
-
-
-def _done(out_dir: Path, clip_id: str, n: int) -> bool:
-    return all(w.is_file() and m.is_file() for w, m in sample_paths(out_dir, clip_id, n))
-
 
 def _save(out_dir: Path, clip_id: str, mels: torch.Tensor, wavs: torch.Tensor) -> None:
     for (wav_path, mel_path), mel, wav in zip(sample_paths(out_dir, clip_id, len(wavs)), mels, wavs, strict=True):
@@ -119,36 +122,65 @@ def _check_shard_features(bundle: Bundle, manifest: dict[str, Any]) -> str | Non
     return name
 
 
+def shard_ids(root: Path, split: str, limit: int | None = None) -> list[str]:
+    """The clip ids of a shard split in order (the first `limit`), without reading any features."""
+    from vgs_cli.data.dataset import ShardDataset
+
+    ds = ShardDataset(root, split, fields=("id",))
+    try:
+        return [ds[i]["id"] for i in range(len(ds))][:limit]
+    finally:
+        ds.close()
+
+
 def generate_shards(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOptions, split: str = "test",
-                    batch_size: int = 8, limit: int | None = None, log: Log = print) -> dict[str, int]:
-    """Every clip of a shard split: the model's 10 s window (53 columns = 848 frames), batched."""
+                    batch_size: int = 8, limit: int | None = None, worker: Worker = Worker(),
+                    log: Log = print) -> dict[str, int]:
+    """This worker's share of a shard split's clips: the model's 10 s window (53 columns = 848 frames),
+    `batch_size` clips per unit, each unit with its own seed (see generate/workers.py), resumable.
+
+    Returns this worker's counts: `clips` (its share), `generated`, `skipped` (already on disk)."""
     from vgs_cli.data import shards
     from vgs_cli.data.dataset import ShardDataset
 
+    if batch_size < 1:
+        raise VgsError(f"--batch-size must be at least 1, got {batch_size}")
     manifest = shards.read_manifest(root)
     extractor = _check_shard_features(bundle, manifest)
+    ids = shard_ids(root, split, limit)
+    provenance = _provenance(bundle, opts, root, split)
+    check_same_run(out_dir, provenance)
+    if worker.rank == 0:
+        write_json(out_dir / "generation.json", provenance)
     fields = ("id", "label") + (("feats",) if extractor else ())
     ds = ShardDataset(root, split, fields=fields, extractor=extractor)
-    ids = [ds[i]["id"] for i in range(len(ds))][:limit]
-    todo = [i for i, cid in enumerate(ids) if not _done(out_dir, cid, opts.samples)]
-    log(f"{split}: {len(ids)} clips, {len(ids) - len(todo)} already done, {len(todo)} to generate")
-    write_json(out_dir / "generation.json", _provenance(bundle, opts, root, split))
+    n = opts.samples
+    mine = worker.units(n_units(len(ids), batch_size))
+    todo = [u for u in mine if not all(is_done(out_dir, ids[i], n) for i in unit_clips(len(ids), batch_size, u))]
+    share = sum(len(unit_clips(len(ids), batch_size, u)) for u in mine)
+    who = f"{worker.name}: " if worker.count > 1 else ""
+    log(f"{who}{split}: {len(ids)} clips, this worker's share {share}, "
+        f"{sum(len(unit_clips(len(ids), batch_size, u)) for u in todo)} to generate")
     steps = bundle.gpt.cfg.grid[1]
-    gen = torch.Generator(device=bundle.device).manual_seed(opts.seed)
     from tqdm.auto import tqdm
 
-    for start in tqdm(range(0, len(todo), batch_size), desc="generate", unit="batch", leave=False):
-        items = [ds[i] for i in todo[start:start + batch_size]]
+    generated = 0
+    for u in tqdm(todo, desc="generate", unit="batch", leave=False, disable=None if worker.rank == 0 else True):
+        items = [ds[i] for i in unit_clips(len(ids), batch_size, u)]
         feats = np.stack([it["feats"].numpy() for it in items]) if extractor else None
         labels = [int(it["label"]) for it in items]
         if bundle.gpt.cfg.uses_class and min(labels) < 0:
             raise DataError("a class-conditioned transformer needs labelled clips")
+        gen = torch.Generator(device=bundle.device).manual_seed(unit_seed(opts.seed, u))
         codes = sample_codes(bundle, feats, steps, opts, labels=labels, generator=gen)
         mel, wav = codes_to_audio(bundle, codes, steps * 16 * SPEC.hop_length)
-        n = opts.samples
         for b, it in enumerate(items):
-            _save(out_dir, it["id"], mel[b * n:(b + 1) * n], wav[b * n:(b + 1) * n])
-    return {"clips": len(ids), "generated": len(todo), "skipped": len(ids) - len(todo)}
+            if not is_done(out_dir, it["id"], n):  # a unit cut short: write only what is missing
+                _save(out_dir, it["id"], mel[b * n:(b + 1) * n], wav[b * n:(b + 1) * n])
+                log_written(out_dir, worker, it["id"], u)
+                generated += 1
+    ds.close()
+    return {"clips": share, "generated": generated, "skipped": share - generated}
 
 
 def generate_folder(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOptions,
@@ -163,7 +195,7 @@ def generate_folder(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOpt
     done = failed = 0
     for video in videos:
         clip_id = video.relative_to(root).with_suffix("").as_posix()
-        if _done(out_dir, clip_id, opts.samples):
+        if is_done(out_dir, clip_id, opts.samples):
             continue
         try:
             n_samples = int(round(video_duration(video) * SPEC.sample_rate))
