@@ -89,6 +89,36 @@ def test_kid_identical_is_about_zero_and_shifted_is_clearly_positive():
     assert math.isfinite(kid(x[:50], x[:40] + 0.5, subsets=3, subset_size=1000)[0])
 
 
+def _reference_kid(features_1, features_2, subsets, subset_size, seed):
+    """The reference's KID (SpecVQGAN evaluation/metrics/kid.py, torch-fidelity's): per subset, draw
+    `features_1` rows then `features_2` rows from one RandomState(seed), kernel (x.y / D + 1)^3, unbiased
+    MMD^2 from row sums minus the diagonals; mean and (population) std over subsets."""
+    rng = np.random.RandomState(seed)
+    mmds = np.zeros(subsets)
+    for i in range(subsets):
+        x = features_1[rng.choice(len(features_1), subset_size, replace=False)]
+        y = features_2[rng.choice(len(features_2), subset_size, replace=False)]
+        k_xx, k_yy, k_xy = ((a @ b.T / x.shape[1] + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        m = len(x)
+        mmds[i] = ((k_xx.sum(axis=1) - np.diagonal(k_xx)).sum() + (k_yy.sum(axis=1) - np.diagonal(k_yy)).sum()) \
+            / (m * (m - 1)) - 2 * k_xy.sum(axis=0).sum() / (m * m)
+    return float(np.mean(mmds)), float(np.std(mmds))
+
+
+def test_eval_kid_is_the_references_fakes_first_seeded_kid():
+    from vgs_cli.metrics.evaluate import EvalSettings, compute_metrics
+
+    rng = np.random.default_rng(11)
+    real = rng.normal(size=(120, 16))
+    fake = rng.normal(size=(90, 16)) * 1.2 + 0.3
+    settings = EvalSettings(metrics=("kid",), kid_subsets=7, kid_subset_size=50, seed=2020)
+    got = compute_metrics(settings, {"features": real}, {"features": fake}, [], [])
+    want = _reference_kid(fake, real, 7, 50, 2020)  # evaluate.py: calculate_kid(fakes, reals, ...)
+    assert (got["kid_mean"], got["kid_std"]) == pytest.approx(want, rel=1e-12, abs=0)
+    swapped = _reference_kid(real, fake, 7, 50, 2020)  # what vgs eval computed before: other subsets
+    assert abs(swapped[1] - want[1]) > 0.05 * want[1]
+
+
 def test_isc_is_one_for_identical_predictions():
     logits = np.tile(np.array([[2.0, -1.0, 0.5, 3.0]]), (50, 1))
     mean, std = inception_score(logits, splits=10)

@@ -152,7 +152,8 @@ def compute_metrics(settings: EvalSettings, real: dict[str, np.ndarray], fake: d
     if "fid" in settings.metrics:
         out["fid"] = fid(real["features"], fake["features"])
     if "kid" in settings.metrics:
-        out["kid_mean"], out["kid_std"] = kid(real["features"], fake["features"], settings.kid_subsets,
+        # fakes first, as the reference's evaluate.py (input1 = fakes): the seeded subsets depend on the order
+        out["kid_mean"], out["kid_std"] = kid(fake["features"], real["features"], settings.kid_subsets,
                                               settings.kid_subset_size, seed=settings.seed)
     if "isc" in settings.metrics:
         splits = settings.isc_splits
