@@ -18,6 +18,7 @@ from vgs_cli.config.base import apply_overrides, preset_names
 from vgs_cli.errors import ConfigError, DataError, VgsError
 from vgs_cli.train import codebook, melception, transformer, vggishish, vocoder
 from vgs_cli.train import distributed as D
+from vgs_cli.train.init import InitSource, init_config, read_init
 from vgs_cli.train.trainer import Trainer
 from vgs_cli.train.trainer_utils import note
 
@@ -31,7 +32,8 @@ STAGE_MODULES: dict[str, ModuleType] = {
 }
 
 # train.* fields that only change how long / how often, never what is learned: allowed on resume.
-RESUMABLE_FIELDS = ("steps", "eval_every", "eval_batches", "ckpt_every", "keep_last", "log_every", "num_workers")
+RESUMABLE_FIELDS = ("steps", "eval_every", "eval_batches", "ckpt_every", "keep_last", "log_every", "num_workers",
+                    "patience")
 
 
 def stage_module(stage: str) -> ModuleType:
@@ -108,8 +110,11 @@ def resumed_config(module: Any, stage: str, saved: dict[str, Any], config_file: 
 
 def run(stage: str, *, data: str | Path, preset: str | None, run_dir: str | Path,
         config_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-        device: str | None = None, require_resume: bool = False, **stage_opts: Any) -> dict[str, Any]:
-    """Train `stage` into `run_dir` (resuming it when it has a checkpoint) and return the final metrics."""
+        device: str | None = None, require_resume: bool = False, init: str | Path | None = None,
+        **stage_opts: Any) -> dict[str, Any]:
+    """Train `stage` into `run_dir` (resuming it when it has a checkpoint) and return the final metrics.
+
+    `init` (`--init CKPT`, train/init.py): a new run starts from that checkpoint's weights and config."""
     module = stage_module(stage)
     run_dir = Path(run_dir)
     data_dir = Path(data)
@@ -119,14 +124,36 @@ def run(stage: str, *, data: str | Path, preset: str | None, run_dir: str | Path
         raise VgsError(f"--run {run_dir} exists and is not a folder")
     env = D.init_distributed(device)  # so every rank sees the folder before rank 0 writes to it
     try:
-        cfg, preset = _resolve(module, stage, preset, run_dir, config_file, overrides, require_resume, env.is_main)
+        source, record = _init_source(init, stage, run_dir, env.is_main)
+        if source is not None:  # a new run (no checkpoint yet): the --init file's config, then the overrides
+            cfg, preset = init_config(module, stage, source, config_file, overrides), "init"
+        else:
+            cfg, preset = _resolve(module, stage, preset, run_dir, config_file, overrides, require_resume,
+                                   env.is_main)
         task = module.make_task(cfg, data_dir, **stage_opts)
+        task.init_record = record  # where the weights came from (a LoRA adapter records it as its base)
         meta = {"preset": preset, "data": str(data_dir.resolve()),
                 "stage_options": {k: (str(v) if isinstance(v, Path) else v) for k, v in stage_opts.items()}}
-        return Trainer(task, run_dir, device=env.device, meta=meta).fit()
+        return Trainer(task, run_dir, device=env.device, meta=meta, init=source).fit()
     finally:
         if env.created:
             D.destroy()
+
+
+def _init_source(init: str | Path | None, stage: str, run_dir: Path,
+                 is_main: bool) -> tuple[InitSource | None, dict[str, str] | None]:
+    """(weights to start from, their record). A run folder with a checkpoint resumes: --init is not re-read,
+    its recorded source is kept."""
+    saved = run_dir / "config.json"
+    recorded = _read_json(saved, "run config").get("init") if saved.is_file() else None
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        if init is not None and is_main:
+            note(f"note: {run_dir} already has checkpoints/last.ckpt: resuming it (--init {init} not re-read)")
+        return None, recorded
+    if init is None:
+        return None, recorded
+    source = read_init(init, stage)
+    return source, source.record
 
 
 def _resolve(module: Any, stage: str, preset: str | None, run_dir: Path, config_file: str | Path | None,

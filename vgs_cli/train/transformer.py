@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from vgs_cli.config.codebook import CodebookConfig
 from vgs_cli.config.transformer import CONDITIONS, PRESETS, TransformerConfig
@@ -32,6 +32,7 @@ from vgs_cli.errors import ConfigError, DataError, VgsError
 from vgs_cli.fsutil import file_sha256
 from vgs_cli.models.gpt import GPT, to_sequence
 from vgs_cli.models.vqgan import VQGAN
+from vgs_cli.train import finetune
 from vgs_cli.train.codes_cache import CodeSet, load_or_build_codes
 
 __all__ = ["PRESETS", "CONFIG_CLASS", "make_task", "TransformerTask", "CodesDataset",
@@ -107,6 +108,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     decay, no_decay = [], []
     for module in model.modules():
         for pname, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:  # frozen (LoRA base, --freeze)
+                continue
             (decay if isinstance(module, nn.Linear) and pname == "weight" else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -151,27 +154,54 @@ class TransformerTask:
     find_unused_parameters = False
 
     def __init__(self, cfg: TransformerConfig, data_dir: Path, codebook_path: Path, manifest: dict[str, Any],
-                 codebook: VQGAN, codebook_ckpt: dict[str, Any]):
+                 codebook: VQGAN, codebook_ckpt: dict[str, Any], new_classes: bool = False):
         self.config, self.data_dir, self.codebook_path = cfg, data_dir, codebook_path
         self.manifest, self.codebook, self.codebook_ckpt = manifest, codebook, codebook_ckpt
         self.codebook_sha256 = cfg.codebook_sha256 or file_sha256(codebook_path)
-        self._datasets: dict[str, CodesDataset | None] = {}
+        self._datasets: dict[str, Dataset | None] = {}
+        self.new_classes = new_classes
+        self.init_record: dict[str, str] | None = None  # set by the runner: the --init file (a LoRA base)
+        self.param_counts: tuple[int, int] | None = None  # (trainable, total) once prepared
+        self._adapter_best: float | None = None
 
     def build_models(self) -> dict[str, nn.Module]:
         # the frozen codebook rides along so the trainer puts it on the training device for the encoding
         return {"model": GPT(self.config.model), "codebook": self.codebook}
 
+    def adapt_init_state(self, name: str, state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+        """--init hook: --new-classes gives the GPT a new class table (train/finetune.py)."""
+        return finetune.new_class_state(self.config, state, model) if name == "model" and self.new_classes else state
+
+    def prepare_models(self, models: dict[str, nn.Module]) -> None:
+        """After the (--init) weights, before the optimiser: LoRA adapters / frozen parameters."""
+        self.param_counts = finetune.prepare_gpt(models["model"], self.config, self.init_record is not None)
+
     def build_optimizers(self, models: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
         t = self.config.train
         return {"gpt": torch.optim.AdamW(param_groups(models["model"], t.weight_decay), lr=t.lr, betas=t.betas)}
 
-    def _dataset(self, split: str) -> CodesDataset | None:
+    def _dataset(self, split: str) -> Dataset | None:
         if split not in self._datasets:
-            if not self.manifest.get("splits", {}).get(split):
+            splits = self.manifest.get("splits", {})
+            if not splits.get("valid") and splits.get("train"):
+                self._auto_split()
+            elif not splits.get(split):
                 self._datasets[split] = None
             else:
                 self._datasets[split] = CodesDataset(self._codes(split), self.data_dir, split, self.config)
-        return self._datasets[split]
+        return self._datasets.get(split)
+
+    def _auto_split(self) -> None:
+        """No valid split in the data: hold out a stable ~15% of the training clips (train/finetune.py)."""
+        from vgs_cli.train.trainer_utils import note
+
+        full = CodesDataset(self._codes("train"), self.data_dir, "train", self.config)
+        train, valid = finetune.auto_valid_split(list(full.ids))
+        self._datasets["train"] = Subset(full, train) if valid else full
+        self._datasets["valid"] = Subset(full, valid) if valid else None
+        if valid:
+            note(f"{self.data_dir} has no valid split: validating on {len(valid)} of its {len(full)} training "
+                 "clips (held out from training)")
 
     def _codes(self, split: str) -> CodeSet:
         from vgs_cli.train.trainer_utils import note
@@ -220,7 +250,17 @@ class TransformerTask:
     def on_validation_end(self, models: dict[str, nn.Module], run_dir: Any, step: int,
                           metrics: dict[str, float]) -> dict[str, float]:
         loss = metrics.get("loss")
-        return {} if loss is None else {"perplexity": math.exp(min(loss, 50.0))}
+        if loss is None:
+            return {}
+        path = Path(run_dir) / "checkpoints" / finetune.ADAPTER_FILE
+        if self.config.finetune.lora_rank:
+            if self._adapter_best is None:  # a resumed run: the adapter file so far holds the best
+                self._adapter_best = finetune.adapter_loss(path)
+            if self._adapter_best is None or loss < self._adapter_best:
+                self._adapter_best = loss
+                extra = {**self.checkpoint_extra(), "step": step, "metrics": dict(metrics)}
+                finetune.write_adapter(path, models["model"], self.config, extra, self.init_record)
+        return {"perplexity": math.exp(min(loss, 50.0))}
 
     def checkpoint_extra(self) -> dict[str, Any]:
         m = self.config.model
@@ -235,12 +275,14 @@ class TransformerTask:
             "codebook_sha256": self.codebook_sha256,
             "codebook_config": self.codebook_ckpt.get("config", {}),
             "data": str(Path(self.data_dir).resolve()),
+            **({"trainable_params": self.param_counts[0], "total_params": self.param_counts[1]}
+               if self.param_counts else {}),
         }
 
 
 def make_task(cfg: TransformerConfig, data_dir: Path, codebook: Path | str | None = None,
               condition: str | None = None, feat_frames: int | None = None, extractor: str | None = None,
-              **cli_opts: Any) -> TransformerTask:
+              new_classes: bool = False, **cli_opts: Any) -> TransformerTask:
     """The task for `vgs train transformer --codebook CKPT [--condition C] [--feat-frames F] [--extractor E]`
     (unset options come from the config: the preset's for a new run, the run's own when resuming)."""
     unexpected = sorted(k for k, v in cli_opts.items() if v is not None)
@@ -254,4 +296,4 @@ def make_task(cfg: TransformerConfig, data_dir: Path, codebook: Path | str | Non
     codebook_cfg = CodebookConfig.from_dict(ckpt["config"])
     sha = file_sha256(codebook_path)
     resolved = resolve_config(cfg, manifest, codebook_cfg, condition, feat_frames, extractor, sha)
-    return TransformerTask(resolved, Path(data_dir), codebook_path, manifest, model, ckpt)
+    return TransformerTask(resolved, Path(data_dir), codebook_path, manifest, model, ckpt, new_classes=new_classes)

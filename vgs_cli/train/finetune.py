@@ -1,0 +1,133 @@
+"""Transformer fine-tuning helpers (the `TransformerTask` hooks): new class tables, LoRA / frozen parameters,
+the adapter file, and a validation split for data that has none.
+
+- `--new-classes`: the base's class table is replaced by one row per class of the new data, every row started
+  at the MEAN of the base's class embeddings (the base's "average class"): the condition starts where the base
+  model is least committed, and the new rows separate as they train. Said at start-up.
+- `finetune.lora_rank R` (`--lora-rank`): the GPT is frozen and the `finetune.lora_targets` Linear layers get
+  rank-R adapters (models/lora.py); a class-conditioned model also trains its (small) class table.
+  `finetune.freeze` (`--freeze GLOB`) freezes the matching parameters of a plain fine-tune.
+- The adapter file `checkpoints/adapter.ckpt` (best valid loss) holds only the trained tensors and records its
+  base (`--init` file, path + SHA-256); loading/adapters.py merges base + adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vgs_cli.checkpoint import save_checkpoint
+from vgs_cli.config.transformer import TransformerConfig
+from vgs_cli.errors import VgsError
+from vgs_cli.models.lora import add_lora, is_lora_key, matches
+from vgs_cli.train.trainer_utils import note
+
+ADAPTER_FILE = "adapter.ckpt"
+AUTO_VALID_FRACTION = 0.15  # of the training clips, when the data has no valid split
+AUTO_VALID_MIN_CLIPS = 8  # fewer training clips than this: no automatic validation split
+
+
+def class_keys(cfg: TransformerConfig) -> list[str]:
+    """State-dict keys of the class table(s) (`Tensor[num_classes, n_embd]`)."""
+    m = cfg.model
+    return ["cls_embedder.weight"] if m.condition == "feats+class" else (["embedder.weight"] if m.uses_class else [])
+
+
+def new_class_state(cfg: TransformerConfig, state: dict[str, torch.Tensor],
+                    model: nn.Module) -> dict[str, torch.Tensor]:
+    """`state` with each class table replaced by `num_classes` rows equal to the mean of the base's rows."""
+    state = dict(state)
+    for key in class_keys(cfg):
+        old = state[key]
+        rows = model.state_dict()[key].shape[0]
+        state[key] = old.mean(dim=0, keepdim=True).expand(rows, -1).clone()
+        note(f"--new-classes: new class table {key} of {rows} rows, each started at the mean of the base's "
+             f"{old.shape[0]} class embeddings")
+    return state
+
+
+def prepare_gpt(gpt: nn.Module, cfg: TransformerConfig, has_base: bool) -> tuple[int, int]:
+    """Apply LoRA / freezing to `gpt` in place; returns (trainable, total) parameter counts."""
+    ft = cfg.finetune
+    if ft.lora_rank:
+        if not has_base:
+            raise VgsError("--lora-rank trains adapters on a frozen base: pass --init BASE_TRANSFORMER")
+        gpt.requires_grad_(False)
+        try:
+            add_lora(gpt, ft.lora_rank, ft.scale_alpha, ft.lora_targets)
+        except ValueError as exc:
+            raise VgsError(f"--lora-targets: {exc} (layer names: blocks.<i>.attn.query|key|value|proj, "
+                           "blocks.<i>.mlp.0|2, head)") from None
+        for key in class_keys(cfg):
+            gpt.get_parameter(key).requires_grad_(True)
+    if ft.freeze:
+        hit = [n for n, p in gpt.named_parameters() if matches(n, ft.freeze)]
+        if not hit:
+            raise VgsError(f"--freeze {' '.join(ft.freeze)} matches no parameter (names: tok_emb.weight, "
+                           "blocks.<i>.attn.query.weight, ..., head.weight)")
+        for name in hit:
+            gpt.get_parameter(name).requires_grad_(False)
+    total = sum(p.numel() for n, p in gpt.named_parameters() if not is_lora_key(n))
+    trainable = sum(p.numel() for p in gpt.parameters() if p.requires_grad)
+    if ft.lora_rank or ft.freeze:
+        note(f"fine-tuning {trainable:,} of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
+    return trainable, total
+
+
+def adapter_state(gpt: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors an adapter file holds: every trainable parameter (LoRA pairs, a new class table)."""
+    return {n: p.detach() for n, p in gpt.named_parameters() if p.requires_grad}
+
+
+def write_adapter(path: Path, gpt: nn.Module, cfg: TransformerConfig, extra: dict[str, Any],
+                  base: dict[str, str] | None) -> Path:
+    if not base:
+        raise VgsError("a LoRA run needs its base recorded (run it with --init BASE)")
+    ft = cfg.finetune
+    info = {"base_path": base["path"], "base_sha256": base["sha256"], "rank": ft.lora_rank,
+            "alpha": ft.scale_alpha, "targets": list(ft.lora_targets)}
+    return save_checkpoint(path, stage="transformer", config=cfg.to_dict(), state_dict=adapter_state(gpt),
+                           extra={**extra, "adapter": info})
+
+
+def adapter_loss(path: Path) -> float | None:
+    """The valid loss recorded in an existing adapter file (None when there is none)."""
+    from vgs_cli.checkpoint import load_checkpoint
+
+    if not path.is_file():
+        return None
+    loss = load_checkpoint(path, "transformer", mmap=True).get("extra", {}).get("metrics", {}).get("loss")
+    return float(loss) if loss is not None else None
+
+
+def auto_valid_split(ids: list[str]) -> tuple[list[int], list[int]]:
+    """(train indices, valid indices): a stable ~15% of the clips by a hash of their id (none below 8 clips)."""
+    n = len(ids)
+    if n < AUTO_VALID_MIN_CLIPS:
+        return list(range(n)), []
+    order = sorted(range(n), key=lambda i: hashlib.sha256(ids[i].encode()).hexdigest())
+    n_valid = max(1, round(AUTO_VALID_FRACTION * n))
+    valid = sorted(order[:n_valid])
+    chosen = set(valid)
+    return [i for i in range(n) if i not in chosen], valid
+
+
+def write_merged(src: str | Path, out: str | Path, base: str | Path | None = None) -> Path:
+    """`src` (a LoRA run's checkpoint or adapter file; its base via the record or `base`) -> one plain
+    transformer checkpoint `out` (weights W + alpha/rank B A; `finetune` reset; `extra.merged_from`)."""
+    from vgs_cli.fsutil import file_sha256
+    from vgs_cli.loading.models import load_model
+
+    model, cfg, ckpt = load_model(src, "transformer", base=base)
+    if not cfg.finetune.lora_rank:
+        raise VgsError(f"{src} has no LoRA adapters to merge (it is already a plain transformer)")
+    extra = {k: v for k, v in ckpt.get("extra", {}).items() if k != "adapter"}
+    extra["merged_from"] = {"path": str(Path(src).resolve()), "sha256": file_sha256(src),
+                            "base": ckpt.get("extra", {}).get("adapter") or extra.get("init")}
+    config = cfg.replace(finetune=type(cfg.finetune)()).to_dict()
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return save_checkpoint(out, stage="transformer", config=config, state_dict=state, extra=extra)
