@@ -46,6 +46,12 @@ def _env_int(name: str, default: int) -> int:
         raise VgsError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
+def available_devices() -> list[str]:
+    """The devices `--device` accepts here: "cpu", then "cuda:0".. for each visible GPU."""
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["cpu", *(f"cuda:{i}" for i in range(n))]
+
+
 def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
     """`None` -> cuda when available else cpu; "cuda" -> this process's GPU; bad names -> VgsError."""
     if device is None:
@@ -53,15 +59,18 @@ def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> to
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise VgsError(f"unknown device {device!r} (use cpu or cuda)") from None
+        raise VgsError(f"unknown device {device!r} (this machine has: {', '.join(available_devices())})") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise VgsError("device cuda requested but no CUDA GPU is available (use --device cpu)")
+            raise VgsError(f"device {device!r} requested but this machine has no usable CUDA GPU "
+                           f"(it has: {', '.join(available_devices())}; use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise VgsError(f"device {device!r} does not exist (this machine has: {', '.join(available_devices())})")
         if dev.index is None:
             dev = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(dev)
     elif dev.type != "cpu":
-        raise VgsError(f"unsupported device {device!r} (use cpu or cuda)")
+        raise VgsError(f"unsupported device {device!r} (this machine has: {', '.join(available_devices())})")
     return dev
 
 

@@ -110,6 +110,20 @@ def raise_output_error(exc: BaseException, target: str | os.PathLike) -> None:
         raise err from exc
 
 
+def ensure_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Create the output folder `path` (with parents); a file in the way, a read-only or full file system or
+    a missing permission is one `OutputError` line naming `flag` and `path`."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputInTheWay(f"{flag} {path} is a file, not a folder (choose a folder)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise_output_error(exc, path)
+        raise
+    return path
+
+
 def remove_stale_tmp(target: str | os.PathLike) -> int:
     """Delete the temp files `atomic_path(target)` leaves when a run is killed mid-write (`.<name>.*.tmp`);
     call it only where this process owns `target` (no other live process can be writing it). Returns the count."""

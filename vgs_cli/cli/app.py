@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -46,6 +47,17 @@ app.command("download", help="Download published SpecVQGAN files (MD5-checked) a
 app.command("serve", help=serve.HELP, short_help="Serve a web page + HTTP API (warm models; needs the serve extra).")(serve.serve)
 
 
+def _click_exceptions() -> tuple[type, ...]:
+    """Usage-error classes: typer >= 0.20 raises its vendored click's (`typer._click`), older typer click's."""
+    found = []
+    for name in ("typer._click", "click"):
+        try:
+            found.append(importlib.import_module(name).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
 def main() -> None:
     """Run the CLI. A VgsError becomes `error: ...` (one line on stderr) and its exit code (2 bad arguments or
     input, 1 faults such as a full disk, 130 interrupted); VGS_DEBUG=1 shows tracebacks. See `vgs_cli.errors`."""
@@ -68,13 +80,10 @@ def main() -> None:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # click usage errors and real bugs
-        try:
-            import click
-        except ImportError:  # typer >= 0.20 vendors its own click
-            from typer import _click as click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        if isinstance(exc, _click_exceptions()):  # one line, like every other error
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"error: {exc.format_message()}{hint}", err=True)
             sys.exit(exc.exit_code)
         if debug:
             raise

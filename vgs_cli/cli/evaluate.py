@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from vgs_cli.cli import checks
+
 
 def _progress(label: str, total: int):
     from tqdm import tqdm
@@ -23,12 +25,12 @@ def evaluate(
     classifier: Path = typer.Option(..., "--classifier", help="Melception (or VGGish-ish) checkpoint."),
     metrics: str = typer.Option("fid,kid,isc,mkl", "--metrics", help="Comma-separated: fid, kid, isc, mkl (or all)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Spectrograms per classifier batch."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Spectrograms per classifier batch."),
+    device: Optional[str] = typer.Option(None, "--device", callback=checks.device, help="cpu or cuda (default: cuda when available)."),
     fake_kind: str = typer.Option("auto", "--fake-kind", help="auto (mels when present, else audio), mel or wav."),
-    isc_splits: int = typer.Option(10, "--isc-splits", help="Splits for the Inception Score."),
-    kid_subsets: int = typer.Option(100, "--kid-subsets", help="Random subsets for KID."),
-    kid_subset_size: int = typer.Option(1000, "--kid-subset-size", help="Items per KID subset (capped by the set sizes)."),
+    isc_splits: int = typer.Option(10, "--isc-splits", min=1, help="Splits for the Inception Score."),
+    kid_subsets: int = typer.Option(100, "--kid-subsets", min=1, help="Random subsets for KID."),
+    kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2, help="Items per KID subset (capped by the set sizes)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute the real clips' features."),
 ) -> None:
     """Score generated sounds against real ones: FID, KID, ISc (on the fakes) and MKL (paired by clip id)."""

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
-from vgs_cli.errors import VgsError
+from vgs_cli.cli import checks
+from vgs_cli.errors import Interrupted, VgsError
+
+
+@contextlib.contextmanager
+def _kept_on_interrupt(out: Path) -> Iterator[None]:
+    """Ctrl-C in batch mode: every finished clip's files are complete (written atomically) and a re-run skips them."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"the finished clips in {out} are kept; re-run the same command to generate the rest") from None
 
 
 def generate(
@@ -18,9 +29,9 @@ def generate(
     codebook: Optional[Path] = typer.Option(None, "--codebook", help="Codebook checkpoint (default: the transformer's)."),
     vocoder_ckpt: Optional[Path] = typer.Option(None, "--vocoder-ckpt", help="MelGAN vocoder checkpoint (overrides --model)."),
     vocoder: str = typer.Option("melgan", "--vocoder", help="melgan or griffinlim."),
-    samples: int = typer.Option(1, "--samples", "-n", help="Samples per video (out_1.wav ... when > 1)."),
+    samples: int = typer.Option(1, "--samples", "-n", min=1, help="Samples per video (out_1.wav ... when > 1)."),
     temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature (> 0)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the k most likely codes."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="Sample among the k >= 1 most likely codes (default: all)."),
     top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling mass (0-1]."),
     greedy: bool = typer.Option(False, "--greedy", help="Always take the most likely code."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same sound."),
@@ -28,11 +39,11 @@ def generate(
     mux: Optional[Path] = typer.Option(None, "--mux", help="Also write the video with the generated sound track (mp4)."),
     spectrogram: Optional[Path] = typer.Option(None, "--spectrogram", help="Also write the generated mel spectrogram(s) as PNG."),
     split: str = typer.Option("test", "--split", help="Shard split to generate for (batch mode on shards)."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Clips sampled together (batch mode on shards)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips of the split."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips sampled together (batch mode on shards)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N clips of the split."),
     visual_weights: Optional[Path] = typer.Option(None, "--visual-weights", help="Weights file of the visual feature extractor."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
-    gl_iters: int = typer.Option(32, "--gl-iters", help="Griffin-Lim iterations (with --vocoder griffinlim)."),
+    device: Optional[str] = typer.Option(None, "--device", callback=checks.device, help="cpu or cuda (default: cuda when available)."),
+    gl_iters: int = typer.Option(32, "--gl-iters", min=1, help="Griffin-Lim iterations (with --vocoder griffinlim)."),
     shard_index: Optional[int] = typer.Option(None, "--shard-index", help="Shard splits: generate only this share "
                                               "of the clips (one job of a SLURM array; with --num-shards)."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Shard splits: the number of shares "
@@ -94,7 +105,8 @@ def generate(
         return
     if out.suffix.lower() == ".wav":
         raise VgsError(f"batch mode writes a folder: --out {out} looks like a file")
-    summary = generate_folder(bundle, source, out, opts, visual_weights=weights, log=typer.echo)
+    with _kept_on_interrupt(out):
+        summary = generate_folder(bundle, source, out, opts, visual_weights=weights, log=typer.echo)
     typer.echo(f"{out}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
 
 

@@ -88,9 +88,9 @@ def folder(src: Path = typer.Argument(..., help="Folder of videos (searched recu
 
 
 @app.command("synthetic")
-def synthetic(out: Path = OUT, clips: int = typer.Option(18, "--clips", help="Number of clips (6 classes, round robin)."),
-              duration: float = typer.Option(10.0, "--duration", help="Seconds per clip (shorter clips are looped/padded to 10 s)."),
-              seed: int = typer.Option(0, "--seed"), size: int = typer.Option(96, "--size", help="Frame size in pixels."),
+def synthetic(out: Path = OUT, clips: int = typer.Option(18, "--clips", min=1, help="Number of clips (6 classes, round robin)."),
+              duration: float = typer.Option(10.0, "--duration", min=0.1, help="Seconds per clip (shorter clips are looped/padded to 10 s)."),
+              seed: int = typer.Option(0, "--seed"), size: int = typer.Option(96, "--size", min=16, help="Frame size in pixels."),
               preset: Optional[str] = PRESET, extractor: list[str] = EXTRACTOR, visual_weights: list[str] = WEIGHTS,
               random_visual_weights: bool = RANDOM, image_size: Optional[int] = IMAGE_SIZE, jobs: int = JOBS,
               shard_index: Optional[int] = SHARD_INDEX, num_shards: Optional[int] = NUM_SHARDS,

@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from vgs_cli.cli import checks
+
 app = typer.Typer(no_args_is_help=True)
 
 DATA = typer.Option(..., "--data", "-d", help="Shard folder written by `vgs prepare`.")
@@ -18,10 +20,10 @@ PRESET = typer.Option(None, "--preset", "-p", help="Config preset: vas, vggsound
 RUN = typer.Option(..., "--run", "-o", help="Run folder (config, metrics.jsonl, checkpoints). Re-running resumes.")
 CONFIG = typer.Option(None, "--config", help="JSON config file (strict: unknown keys are errors).")
 SET = typer.Option([], "--set", help="Override a config value, e.g. --set train.lr=2e-4 (repeatable).")
-STEPS = typer.Option(None, "--steps", help="Optimiser steps (train.steps).")
-BATCH = typer.Option(None, "--batch-size", "-b", help="Per-process batch size (train.batch_size).")
+STEPS = typer.Option(None, "--steps", min=1, help="Optimiser steps (train.steps).")
+BATCH = typer.Option(None, "--batch-size", "-b", min=1, help="Per-process batch size (train.batch_size).")
 PRECISION = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (fp16 only on GPU).")
-DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available).")
+DEVICE = typer.Option(None, "--device", callback=checks.device, help="cpu or cuda (default: cuda when available).")
 RESUME = typer.Option(False, "--resume", help="Require an existing run to resume (re-running resumes anyway).")
 INIT = typer.Option(None, "--init", help="Start a NEW run from this checkpoint's weights and config (vgs or imported official; new optimiser, step 0). Not resuming.")
 PATIENCE = typer.Option(None, "--patience", help="Early stopping: stop after N validations without a better valid loss (train.patience).")

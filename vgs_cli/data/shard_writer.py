@@ -6,11 +6,12 @@ See `data/shards.py` for the on-disk layout these write.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from vgs_cli.data.shards import (
     shard_of,
 )
 from vgs_cli.errors import DataError
-from vgs_cli.fsutil import atomic_path
+from vgs_cli.fsutil import atomic_path, output_error
 
 
 class ShardWriter:
@@ -55,8 +56,23 @@ class ShardWriter:
         self._failures: list[str] = []
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
-        self._f = _h5py().File(self._tmp, "w")
-        self._init_file(shard_index, num_shards, settings or {}, command)
+        self._f = None
+        with self._writing():
+            self._f = _h5py().File(self._tmp, "w")
+            self._init_file(shard_index, num_shards, settings or {}, command)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """HDF5's write errors (a full disk) as one line naming the shard, not its temp file; the temp file
+        is dropped, so the shard is simply absent and a re-run writes it."""
+        try:
+            yield
+        except Exception as exc:
+            err = output_error(exc, self.path)
+            if err is None:
+                raise
+            self.abort()
+            raise err from exc
 
     def _init_file(self, shard_index: int, num_shards: int, settings: dict, command: str) -> None:
         h5py, f, sp = _h5py(), self._f, self.spec
@@ -109,6 +125,11 @@ class ShardWriter:
     def add(self, rec: ClipRecord) -> None:
         """Append one clip (validated: shapes, split, label range, feature names)."""
         self._check(rec)
+        with self._writing():
+            self._add(rec)
+        self._ids.add(rec.id)
+
+    def _add(self, rec: ClipRecord) -> None:
         f, r = self._f, len(self._ids)
         for name in ("id", "split", "source", "label", "has_audio", "mel", "wav", *(f"feats/{k}" for k in self.extractors)):
             f[name].resize(r + 1, axis=0)
@@ -120,7 +141,6 @@ class ShardWriter:
             f["wav"][r] = encode_wav(rec.wav, self.wav_dtype)
         for name, arr in rec.feats.items():
             f[f"feats/{name}"][r] = np.asarray(arr, dtype=np.float32)
-        self._ids.add(rec.id)
 
     def add_failure(self, clip_id: str, reason: str, source: str = "") -> None:
         """Record a clip that could not be used (listed in failures.jsonl by `build_manifest`)."""
@@ -128,23 +148,30 @@ class ShardWriter:
 
     def close(self) -> Path:
         """Finish the file and move it into place."""
-        if self._f is None:
+        if self._f is None or self._ctx is None:
             return self.path
-        self._f.create_dataset("failures", data=np.array(self._failures, dtype=object), dtype=_h5py().string_dtype())
-        self._f.close()
-        self._f = None
-        self._ctx.__exit__(None, None, None)
+        with self._writing():
+            self._f.create_dataset("failures", data=np.array(self._failures, dtype=object),
+                                   dtype=_h5py().string_dtype())
+            self._f.close()  # flushes HDF5's cache: where a full disk usually shows
+            self._f = None
+        ctx, self._ctx = self._ctx, None
+        ctx.__exit__(None, None, None)
         return self.path
 
     def abort(self) -> None:
         """Drop the temp file; `path` is left as it was."""
+        if self._ctx is None:
+            return
         if self._f is not None:
-            self._f.close()
+            with contextlib.suppress(Exception):  # closing may fail again on a full disk: the file goes anyway
+                self._f.close()
             self._f = None
-            try:
-                self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
-            except RuntimeError:
-                pass
+        ctx, self._ctx = self._ctx, None
+        try:
+            ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        except RuntimeError:
+            pass
 
     def __enter__(self) -> ShardWriter:
         return self

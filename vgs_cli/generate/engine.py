@@ -234,13 +234,17 @@ def steps_for_samples(n_samples: int) -> int:
 
 def _class_tensor(bundle: Bundle, labels: list[int] | None, class_name: str | None, batch: int) -> torch.Tensor | None:
     if not bundle.gpt.cfg.uses_class:
+        if class_name is not None:
+            raise VgsError(f"--class {class_name}: this transformer is conditioned on {bundle.condition!r}, not on "
+                           "a class name; drop --class")
         return None
     if labels is None:
         classes = list(bundle.extra.get("classes") or [])
         if class_name is None:
             raise VgsError(f"this transformer is class-conditioned: pass --class (one of {', '.join(classes[:12])})")
         if class_name not in classes:
-            raise VgsError(f"unknown class {class_name!r} (the transformer knows {', '.join(classes[:12])})")
+            more = f" and {len(classes) - 12} more" if len(classes) > 12 else ""
+            raise VgsError(f"unknown class {class_name!r} (the transformer knows {', '.join(classes[:12])}{more})")
         labels = [classes.index(class_name)] * batch
     return torch.tensor(labels, dtype=torch.long, device=bundle.device)
 

@@ -62,6 +62,12 @@ def parse_real(spec: str) -> tuple[Path, str | None]:
     head, sep, tail = spec.rpartition(":")
     if sep and tail in SPLITS and head:
         return Path(head), tail
+    if sep and head and Path(head).is_dir() and not Path(spec).exists():  # a folder, but no such split
+        from vgs_cli.data.shards import read_manifest
+
+        counts = read_manifest(Path(head)).get("splits", {})
+        have = ", ".join(f"{s} ({n} clips)" for s, n in counts.items() if n) or "none with clips"
+        raise VgsError(f"--real {spec}: {head} has no split {tail!r}; its splits: {have} (write {head}:SPLIT)")
     return Path(spec), None
 
 
@@ -180,6 +186,7 @@ def evaluate(real: str, fake: str | Path, classifier: str | Path, settings: Eval
     root, split = parse_real(real)
     split, manifest = pick_split(root, split)
     items = F.scan_fakes(fake, settings.fake_kind)  # fail on a bad fake folder before any heavy work
+    F.check_wav_fakes(items)  # too short: refused; another sample rate: a note (they are resampled)
     clf_path = Path(classifier)
     model, ckpt = load_classifier(clf_path, dev)
     clf_sha = file_sha256(clf_path)

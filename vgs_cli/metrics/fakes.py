@@ -15,9 +15,10 @@ reference's `cls_<i>` folders, `<i-th class in sorted order>/<stem>`.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -67,6 +68,34 @@ def scan_fakes(folder: str | Path, kind: str = "auto") -> list[FakeItem]:
         what = {"auto": ".npy mels or audio files", "mel": ".npy mels", "wav": "audio files"}[kind]
         raise DataError(f"{folder}: no {what} found (expected <clip_id>_sample_<k>.npy / .wav)")
     return items
+
+
+def check_wav_fakes(items: Sequence[FakeItem], warn: Callable[[str], None] | None = None) -> None:
+    """Audio fakes must cover the classifier's window (848 frames = 9.85 s; the real clips are 10 s): a
+    shorter one would be zero-padded and scored as mostly silence, so it is refused. Another sample rate is
+    resampled to 22050 Hz, with one note saying so."""
+    import soundfile as sf
+
+    need = SPEC.model_frames * SPEC.hop_length / SPEC.sample_rate
+    rates: dict[int, int] = {}
+    for it in (i for i in items if i.kind == "wav"):
+        try:
+            info = sf.info(str(it.path))
+        except Exception as exc:  # soundfile's own error types
+            raise DataError(f"cannot read audio file {it.path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        if info.duration < need - 1e-3:
+            raise DataError(f"{it.path}: {info.duration:.2f} s of sound, but the real clips are {SPEC.duration_s:g} s "
+                            f"and the classifier scores {need:.2f} s (generate for the shard split: "
+                            "`vgs generate SHARDS -o OUT --split SPLIT`)")
+        if int(info.samplerate) != SPEC.sample_rate:
+            rates[int(info.samplerate)] = rates.get(int(info.samplerate), 0) + 1
+    for sr, n in rates.items():
+        (warn or _note)(f"note: {n} fake wav(s) are {sr} Hz; they are resampled to {SPEC.sample_rate} Hz, "
+                        "the real clips' rate")
+
+
+def _note(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def load_fake_mel(item: FakeItem) -> torch.Tensor:

@@ -32,8 +32,8 @@ from vgs_cli.config.prepare import PrepareConfig
 from vgs_cli.config.spec import SPEC
 from vgs_cli.data import shards
 from vgs_cli.data.video import VIDEO_EXTS, list_videos
-from vgs_cli.errors import DataError, VgsError
-from vgs_cli.fsutil import atomic_path, write_json
+from vgs_cli.errors import DataError, Interrupted, VgsError
+from vgs_cli.fsutil import atomic_path, ensure_dir, write_json
 
 _SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "val": "valid", "validation": "valid",
                   "test": "test", "testing": "test"}
@@ -126,8 +126,12 @@ def _extractor(name: str, settings: dict[str, Any], weights: str | None, batch: 
 
 def compute_clip(clip: SourceClip, extractors: dict[str, dict[str, Any]], mode: str,
                  weights: dict[str, str | None] | None = None, feature_batch: int = 64,
-                 device: str | None = None) -> shards.ClipRecord:
-    """Decode one video and compute its record: features `[215, D]` per extractor, wav `[220500]`, mel `[80, 860]`."""
+                 device: str | None = None, wav_dtype: str = "int16") -> shards.ClipRecord:
+    """Decode one video and compute its record: features `[215, D]` per extractor, wav `[220500]`, mel `[80, 860]`.
+
+    The wav is rounded to what the shard stores (`wav_dtype`) BEFORE the mel is computed, so the stored mel is
+    exactly the spectrogram of the stored wav (the vocoder trains on these pairs; the reference's mels also
+    came from 16-bit wavs)."""
     from vgs_cli.audio.io import load_audio, probe
 
     info = probe(clip.path)  # DataError for unreadable files (before importing torch: bad files fail fast)
@@ -147,7 +151,7 @@ def compute_clip(clip: SourceClip, extractors: dict[str, dict[str, Any]], mode: 
     if wav is not None and len(wav) == 0:
         wav = None
     if wav is not None:
-        wav = fit_clip(None, wav, mode=mode)[1]
+        wav = shards.decode_wav(shards.encode_wav(fit_clip(None, wav, mode=mode)[1], wav_dtype))
         mel = clip_mel(wav).numpy()
     else:
         mel = np.zeros((SPEC.n_mels, SPEC.stored_frames), np.float32)
@@ -180,17 +184,21 @@ def _load_piece(path: Path) -> shards.ClipRecord:
 
 def process_clip(clip: SourceClip, extractors: dict[str, dict[str, Any]], mode: str, work: str,
                  weights: dict[str, str | None] | None = None, feature_batch: int = 64,
-                 device: str | None = None) -> str | None:
+                 device: str | None = None, wav_dtype: str = "int16") -> str | None:
     """Worker job: compute one clip into its piece file; a clip that fails gets a `.fail.json` instead.
     Returns None on success or the failure reason."""
     ok_path, fail_path = _piece_paths(Path(work), clip.id)
     try:
-        _save_piece(ok_path, compute_clip(clip, extractors, mode, weights, feature_batch, device))
-        return None
+        rec = compute_clip(clip, extractors, mode, weights, feature_batch, device, wav_dtype)
     except VgsError as exc:
         reason = str(exc)
     except Exception as exc:  # a decoder crash on one odd file must not stop a 200k-clip job
         reason = f"{type(exc).__name__}: {exc}"
+    else:
+        # Outside the try: failing to write (a full disk) is the job's failure, not the clip's. It raises an
+        # OutputError that stops the job, and the clip is computed again by the re-run.
+        _save_piece(ok_path, rec)
+        return None
     write_json(fail_path, {"id": clip.id, "source": clip.source, "reason": reason[:500]})
     return reason
 
@@ -232,7 +240,7 @@ def _make_shard(i: int, n: int, clips: list[SourceClip], out: Path, work_root: P
     if len(todo) < len(assigned):
         log(f"{path.name}: resuming, {len(assigned) - len(todo)} of {len(assigned)} clips already computed")
     kwargs = dict(extractors=meta["extractors"], mode=cfg.mode, work=str(work), weights=meta["weights"],
-                  feature_batch=cfg.feature_batch, device=meta.get("device"))
+                  feature_batch=cfg.feature_batch, device=meta.get("device"), wav_dtype=cfg.wav_dtype)
     _run_jobs(todo, process_clip, kwargs, jobs, progress, desc=path.name)
     with shards.ShardWriter(path, classes=meta["classes"], extractors=meta["extractors"], wav_dtype=cfg.wav_dtype,
                             shard_index=i, num_shards=n, settings=meta["settings"], command=meta["command"]) as w:
@@ -266,12 +274,24 @@ def _check_existing(out: Path, num_shards: int | None, meta: dict[str, Any], wav
             "wav_dtype": wav_dtype}
     for key in ours:
         if theirs[key] != ours[key]:
-            raise DataError(f"{out} already holds shards made with other {key} ({existing[0].name}); "
-                            "use another output folder or delete those shards")
+            raise DataError(f"{out} already holds shards made with other {_difference(key, theirs[key], ours[key])} "
+                            f"({existing[0].name}); use those settings, another output folder, or delete the shards")
     if num_shards is not None and num_shards != info["num_shards"]:
         raise DataError(f"{out} holds shards of a {info['num_shards']}-shard preparation; "
                         f"--num-shards {num_shards} would mix two layouts")
     return info["num_shards"]
+
+
+def _difference(key: str, theirs: Any, ours: Any) -> str:
+    """What differs, in the user's terms: "extractor settings (efficientnet_lite0 image_size: 64 there, 128 here)"."""
+    if key == "extractors" and isinstance(theirs, dict) and isinstance(ours, dict) and set(theirs) == set(ours):
+        diffs = [f"{name} {field}: {theirs[name].get(field)} there, {ours[name].get(field)} here"
+                 for name in ours for field in sorted(set(theirs[name]) | set(ours[name]))
+                 if theirs[name].get(field) != ours[name].get(field)]
+        return f"extractor settings ({'; '.join(diffs[:3])})"
+    if key == "extractors":
+        return f"extractors ({', '.join(theirs) or 'none'} there, {', '.join(ours)} here)"
+    return key
 
 
 def resolve_extractors(cfg: PrepareConfig, visual_weights: dict[str, str] | None, random_weights: bool
@@ -303,6 +323,7 @@ def prepare_folder(src: str | Path, out: str | Path, cfg: PrepareConfig, *, labe
     out = Path(out)
     if jobs < 1:
         raise VgsError(f"-j must be >= 1, got {jobs}")
+    ensure_dir(out, "--out")
     clips, classes = discover_clips(src, labels_csv, classes)
     clips, duplicates = _dedupe(clips)
     extractors, weights = resolve_extractors(cfg, visual_weights, random_visual_weights)
@@ -319,12 +340,21 @@ def prepare_folder(src: str | Path, out: str | Path, cfg: PrepareConfig, *, labe
     key = hashlib.sha1(json.dumps([extractors, meta["settings"], SPEC.to_dict()], sort_keys=True).encode()).hexdigest()[:12]
     work_root = out / WORK / key
     log(f"{len(clips)} clips, {len(classes)} classes, {n} shard(s), extractors: {', '.join(extractors)}")
-    for i in [shard_index] if shard_index is not None else range(n):
-        _make_shard(i, n, clips, out, work_root, meta, cfg, jobs, progress, log)
+    try:
+        for i in [shard_index] if shard_index is not None else range(n):
+            _make_shard(i, n, clips, out, work_root, meta, cfg, jobs, progress, log)
+    except KeyboardInterrupt:
+        kept = sum(1 for _ in work_root.rglob("*.npz")) if work_root.is_dir() else 0
+        raise Interrupted(f"{kept} computed clip(s) kept in {work_root}, finished shards in {out}; "
+                          "re-run the same command to resume") from None
     for folder in (work_root, out / WORK):  # tidy up once no shard is half done
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-    return shards.build_manifest(out)
+    manifest = shards.build_manifest(out)
+    if shard_index is None and not sum(manifest.get("splits", {}).values()):
+        raise DataError(f"none of the {len(clips)} videos could be used, so {out} holds no clips "
+                        f"(the reason for each is in {out / 'failures.jsonl'})")
+    return manifest
 
 
 def _dedupe(clips: list[SourceClip]) -> tuple[list[SourceClip], list[SourceClip]]:
@@ -343,7 +373,7 @@ def prepare_synthetic(out: str | Path, cfg: PrepareConfig, *, n_clips: int, dura
     """Write the procedural dataset into `out/source` (real mp4 files + labels.csv), then `prepare_folder`."""
     from vgs_cli.data.synthetic import write_synthetic_dataset
 
-    out = Path(out)
+    out = ensure_dir(out, "--out")
     src = out / "source"
     params = {"n_clips": n_clips, "duration_s": duration_s, "seed": seed, "size": size}
     stamp = src / "synthetic.json"
