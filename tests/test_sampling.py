@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -12,7 +13,6 @@ from torch.nn import functional as F
 from vgs_cli.config.transformer import GPTConfig
 from vgs_cli.models.gpt import GPT
 from vgs_cli.models.sampling import (
-    feature_window,
     filter_logits,
     sample,
     sample_long,
@@ -172,22 +172,35 @@ def test_sliding_window_continues_a_pattern_past_the_window():
     assert ((strided.reshape(1, -1, h).diff(dim=1) % v) == 1).all()
 
 
-def test_feature_window_cuts_and_resamples_like_the_reference():
+def _window(feats, start_step, feat_frames, grid=(5, 53)):
+    """The condition generation cuts for the code window starting at column `start_step`."""
+    from vgs_cli.data.condition import condition_frames
+    from vgs_cli.generate.engine import condition_start
+
+    cfg = GPTConfig(grid=grid, feat_frames=feat_frames)
+    return condition_frames(feats, feat_frames, cfg.feat_window, condition_start(cfg, start_step))
+
+
+def test_condition_window_cuts_and_resamples_like_the_reference():
     feats = torch.arange(300, dtype=torch.float32)[None, :, None].expand(1, 300, 2)
-    win = feature_window(feats, start_step=3, feat_frames=212)
+    win = _window(feats, start_step=3, feat_frames=212)
     assert win.shape == (1, 212, 2) and win[0, 0, 0] == 1 + 4 * 3 and win[0, -1, 0] == 1 + 12 + 211
-    five = feature_window(feats, 0, 5)  # ResampleFrames(5) on 212 frames: [0, 42, 84, 127, 169] + 35
+    five = _window(feats, 0, 5)  # ResampleFrames(5) on 212 frames: [0, 42, 84, 127, 169] + 35
     assert five[0, :, 0].tolist() == [1 + i for i in (35, 77, 119, 162, 204)]
-    one = feature_window(feats, 0, 1)
+    one = _window(feats, 0, 1)
     assert one[0, :, 0].tolist() == [1 + 106]
-    tail = feature_window(feats, start_step=40, feat_frames=212)  # frames 161.. run out at 300
+    tail = _window(feats, start_step=40, feat_frames=212)  # frames 161.. run out at 300: zeros
     assert tail[0, 300 - 161:].abs().sum() == 0 and tail[0, 300 - 162, 0] == 299
+    # a codebook downsampling time 8x: 106 columns of 2 video frames, the same 212-frame window
+    eight = _window(feats, start_step=3, feat_frames=212, grid=(10, 106))
+    assert eight[0, 0, 0] == 1 + 2 * 3 and eight[0, -1, 0] == 1 + 6 + 211
 
 
-def test_feature_window_at_start_matches_the_training_dataset():
+def test_condition_window_at_start_matches_the_training_dataset():
     from vgs_cli.data.dataset import sample_feats
 
     clip = torch.randn(215, 3)
     for frames in (1, 5, 212):
         expected = torch.from_numpy(sample_feats(clip.numpy(), frames))
-        torch.testing.assert_close(feature_window(clip[None], 0, frames)[0], expected)
+        torch.testing.assert_close(_window(clip[None], 0, frames)[0], expected)
+        np.testing.assert_array_equal(_window(clip.numpy(), 0, frames), expected.numpy())  # numpy path too

@@ -33,5 +33,16 @@ class SpecConfig(Config):
     def num_video_frames(self) -> int:
         return int(round(self.fps * self.duration_s))
 
+    @property
+    def video_frames_per_mel_frame(self) -> float:
+        """Video frames per mel frame (hop): 256 / 22050 s * 21.5 fps = 0.2496."""
+        return self.hop_length * self.fps / self.sample_rate
+
+    @property
+    def model_video_frames(self) -> int:
+        """Video frames spanned by the models' mel crop: round(848 * 0.2496) = 212, the reference's
+        `feat_crop_len` (the centre 212 of the 215 stored frames condition a clip)."""
+        return int(round(self.model_frames * self.video_frames_per_mel_frame))
+
 
 SPEC = SpecConfig()

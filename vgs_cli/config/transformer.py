@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vgs_cli.config.base import Config
+from vgs_cli.config.spec import SPEC
 from vgs_cli.config.train import TrainConfig
 from vgs_cli.errors import ConfigError
 
@@ -40,6 +41,29 @@ class GPTConfig(Config):
     def num_tokens(self) -> int:
         """Codes per clip: 5 x 53 = 265."""
         return self.grid[0] * self.grid[1]
+
+    # Time geometry, derived from the grid (the codebook's) and the spectrogram/video timing (config/spec.py).
+    # One code column covers `mel_frames_per_column` mel frames = `video_frames_per_column` video frames; the
+    # condition is cut from a window of `feat_window` frames starting `feat_offset` frames into the clip.
+    @property
+    def mel_frames_per_column(self) -> int:
+        """The codebook's time downsampling: 848 mel frames / 53 columns = 16."""
+        return SPEC.model_frames // self.grid[1]
+
+    @property
+    def video_frames_per_column(self) -> int:
+        """16 mel frames * 256 / 22050 s * 21.5 fps = 3.995 -> 4 (a codebook downsampling 8x: 2)."""
+        return max(1, round(self.mel_frames_per_column * SPEC.video_frames_per_mel_frame))
+
+    @property
+    def feat_window(self) -> int:
+        """Video frames seen by one window of codes: 4 * 53 = 212 (the reference's centre crop of 215)."""
+        return self.video_frames_per_column * self.grid[1]
+
+    @property
+    def feat_offset(self) -> int:
+        """First video frame of a 10 s clip's condition window: the centre crop's (215 - 212) // 2 = 1."""
+        return max(0, (SPEC.num_video_frames - self.feat_window) // 2)
 
     @property
     def uses_feats(self) -> bool:

@@ -17,48 +17,29 @@ from torch.utils.data import Dataset, default_collate
 from vgs_cli.audio.spec import crop_frames
 from vgs_cli.config.spec import SPEC
 from vgs_cli.data import shards
+from vgs_cli.data.condition import centre_start, condition_frames, resample_indices
 from vgs_cli.errors import DataError
 
 FIELDS = ("mel", "feats", "label", "wav", "id", "split", "source", "has_audio")
-FEAT_CROP = 212  # the reference's `feat_crop_len`: 215 frames -> centre 212 (= 4 * 53 codebook columns)
 
 
-def feat_center_crop(feats: np.ndarray, n: int = FEAT_CROP) -> np.ndarray:
-    """`[T, D] -> [n, D]`: centre crop like albumentations.CenterCrop in the reference's `CropFeats`
-    (start = (T - n) // 2, so 215 -> rows 1..212)."""
-    t = feats.shape[0]
-    if t < n:
-        raise DataError(f"cannot crop {t} feature frames to {n}")
-    start = (t - n) // 2
-    return feats[start : start + n]
+def sample_feats(feats: np.ndarray, feat_frames: int | None, window: int = SPEC.model_video_frames) -> np.ndarray:
+    """The condition the transformer trains on: `[215, D] -> [feat_frames, D]` (None keeps all 215 frames).
 
-
-def resample_indices(feat_len: int, sample_size: int) -> np.ndarray:
-    """Frame indices of SpecVQGAN's `ResampleFrames` (specvqgan/data/vas.py, also used for VGGSound):
-    evenly spaced `np.linspace(0, L, n, dtype=int32, endpoint=False)` shifted by `L // (n + 1)` so the picks
-    sit inside their segments. L=212: n=1 -> [106]; n=5 -> [35, 77, 119, 162, 204]; n=212 -> 0..211."""
-    if not 1 <= sample_size <= feat_len:
-        raise DataError(f"feat_frames must be between 1 and {feat_len}, got {sample_size}")
-    idx = np.linspace(0, feat_len, sample_size, dtype=np.int32, endpoint=False)
-    return idx + feat_len // (sample_size + 1)
-
-
-def sample_feats(feats: np.ndarray, feat_frames: int | None) -> np.ndarray:
-    """The condition the transformer sees: `[215, D] -> [feat_frames, D]` (None keeps all 215 frames).
-
-    Reference order: pad/trim to 215, centre-crop to 212 (`CropFeats`), then `ResampleFrames(feat_frames)`."""
+    Reference order: the centre `window` frames (`CropFeats`, 212 of 215), then `ResampleFrames(feat_frames)`;
+    generation selects with the same `condition.condition_frames`."""
     if feat_frames is None:
         return feats
-    cropped = feat_center_crop(feats, FEAT_CROP)
-    return cropped[resample_indices(cropped.shape[0], feat_frames)]
+    return condition_frames(feats, feat_frames, window, centre_start(feats.shape[0], window))
 
 
 class ShardDataset(Dataset):
     """One split of a shard folder. Items are dicts with the requested `fields`:
 
     `mel` Tensor[80, 848] on [0, 1] (`mel_crop` "center"/"random"; None keeps all 860 frames),
-    `feats` Tensor[F, D] (F = 215 or `feat_frames`), `wav` Tensor[220500] float32, `label` int64 tensor,
-    `id` str, `split` str, `source` str, `has_audio` bool, and always `index` (position in this dataset).
+    `feats` Tensor[F, D] (F = 215, or `feat_frames` picked from the centre `feat_window` frames),
+    `wav` Tensor[220500] float32, `label` int64 tensor, `id` str, `split` str, `source` str, `has_audio` bool,
+    and always `index` (position in this dataset).
     Clips without an audio track are left out when `mel` or `wav` is requested (`require_audio=None`).
     A random mel crop does not move the features (the reference drew them independently and its configs
     disable random crops for the condition).
@@ -66,7 +47,8 @@ class ShardDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, split: str = "train", fields: Sequence[str] = ("mel", "feats", "label", "wav", "id"),
                  mel_crop: str | None = "center", feat_frames: int | None = None, extractor: str | None = None,
-                 require_audio: bool | None = None, seed: int | None = None):
+                 require_audio: bool | None = None, seed: int | None = None,
+                 feat_window: int = SPEC.model_video_frames):
         self.root = Path(root)
         self.manifest = shards.read_manifest(self.root)
         if split not in shards.SPLITS:
@@ -77,8 +59,9 @@ class ShardDataset(Dataset):
         if mel_crop not in ("center", "random", None):
             raise DataError(f"mel_crop must be 'center', 'random' or None, got {mel_crop!r}")
         if feat_frames is not None:
-            resample_indices(FEAT_CROP, feat_frames)  # validates the range
+            resample_indices(feat_window, feat_frames)  # validates the range
         self.split, self.fields, self.mel_crop, self.feat_frames = split, tuple(fields), mel_crop, feat_frames
+        self.feat_window = feat_window
         self.classes: list[str] = list(self.manifest["classes"])
         self.extractor = self._pick_extractor(extractor) if "feats" in self.fields else extractor
         self.feat_dim = self.manifest["extractors"][self.extractor]["dim"] if self.extractor else None
@@ -133,7 +116,7 @@ class ShardDataset(Dataset):
                 mel = torch.from_numpy(f["mel"][r])
                 item["mel"] = mel if self.mel_crop is None else crop_frames(mel, SPEC.model_frames, self.mel_crop, self._gen)
             elif name == "feats":
-                feats = sample_feats(f["feats"][self.extractor][r], self.feat_frames)
+                feats = sample_feats(f["feats"][self.extractor][r], self.feat_frames, self.feat_window)
                 item["feats"] = torch.from_numpy(np.ascontiguousarray(feats))
             elif name == "wav":
                 item["wav"] = torch.from_numpy(shards.decode_wav(f["wav"][r]))

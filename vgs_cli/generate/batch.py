@@ -57,10 +57,10 @@ def generate_video(bundle: Bundle, video: str | os.PathLike, out: str | os.PathL
     video, out = Path(video), Path(out)
     duration = video_duration(video)
     n_samples = int(round(duration * SPEC.sample_rate))
-    num_steps = steps_for_samples(n_samples)
+    num_steps = steps_for_samples(n_samples, bundle.gpt.cfg)
     feats = None
     if bundle.gpt.cfg.uses_feats:
-        feats = extend_features(video_features(bundle, video, visual_weights), num_steps)[None]
+        feats = extend_features(video_features(bundle, video, visual_weights), num_steps, bundle.gpt.cfg)[None]
     log(f"{video.name}: {duration:.2f} s -> {num_steps} code columns x {opts.samples} sample(s)")
     codes = sample_codes(bundle, feats, num_steps, opts)
     mel, wav = codes_to_audio(bundle, codes, n_samples)
@@ -199,10 +199,10 @@ def generate_folder(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOpt
             continue
         try:
             n_samples = int(round(video_duration(video) * SPEC.sample_rate))
-            steps = steps_for_samples(n_samples)
+            steps = steps_for_samples(n_samples, bundle.gpt.cfg)
             feats = None
             if bundle.gpt.cfg.uses_feats:
-                feats = extend_features(video_features(bundle, video, visual_weights), steps)[None]
+                feats = extend_features(video_features(bundle, video, visual_weights), steps, bundle.gpt.cfg)[None]
             mel, wav = codes_to_audio(bundle, sample_codes(bundle, feats, steps, opts), n_samples)
             _save(out_dir, clip_id, mel, wav)
             done += 1

@@ -25,13 +25,12 @@ import torch
 
 from vgs_cli.audio import spec
 from vgs_cli.config.spec import SPEC
+from vgs_cli.config.transformer import GPTConfig
+from vgs_cli.data.condition import condition_frames
 from vgs_cli.errors import CheckpointError, VgsError
 from vgs_cli.loading.models import peek_stage, recorded_codebook, run_checkpoint
 from vgs_cli.models import sampling
 from vgs_cli.models.gpt import GPT, from_sequence
-
-MEL_FRAMES_PER_COLUMN = 16  # the codebook downsamples time 16x (848 frames -> 53 columns)
-VIDEO_FRAMES_PER_COLUMN = 4  # 16 * 256 / 22050 s * 21.5 fps = 3.995 frames
 
 
 @dataclass(frozen=True)
@@ -213,13 +212,14 @@ def video_features(bundle: Bundle, path: str | os.PathLike, visual_weights: str 
     return ext(frames)
 
 
-def extend_features(feats: np.ndarray, num_steps: int) -> np.ndarray:
+def extend_features(feats: np.ndarray, num_steps: int, cfg: GPTConfig) -> np.ndarray:
     """Rows enough for every condition window: loop a short clip to 215 frames (as the training data),
     then hold the last frame for the few frames a window may need past the end. `[L, D] -> [L', D]`."""
     n = SPEC.num_video_frames
     if len(feats) < n:
         feats = feats[np.arange(n) % len(feats)]
-    need = 1 + VIDEO_FRAMES_PER_COLUMN * max(0, num_steps - 53) + 212 + 2
+    last_window = condition_start(cfg, max(0, num_steps - cfg.grid[1]))
+    need = last_window + cfg.feat_window + 2  # 2 spare frames: video and code timings differ by < 1 frame
     if len(feats) < need:
         feats = np.concatenate([feats, np.repeat(feats[-1:], need - len(feats), axis=0)])
     return feats
@@ -227,9 +227,15 @@ def extend_features(feats: np.ndarray, num_steps: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------- sampling
 
-def steps_for_samples(n_samples: int) -> int:
-    """Code columns that cover `n_samples` of audio: ceil(mel frames / 16)."""
-    return max(1, math.ceil(spec.num_frames(n_samples) / MEL_FRAMES_PER_COLUMN))
+def condition_start(cfg: GPTConfig, start_step: int) -> int:
+    """Video frame where the condition window of the code window starting at column `start_step` begins:
+    the training clip's centre-crop offset (1), then `video_frames_per_column` (4) frames per column."""
+    return cfg.feat_offset + cfg.video_frames_per_column * start_step
+
+
+def steps_for_samples(n_samples: int, cfg: GPTConfig) -> int:
+    """Code columns that cover `n_samples` of audio: ceil(mel frames / mel frames per column (16))."""
+    return max(1, math.ceil(spec.num_frames(n_samples) / cfg.mel_frames_per_column))
 
 
 def _class_tensor(bundle: Bundle, labels: list[int] | None, class_name: str | None, batch: int) -> torch.Tensor | None:
@@ -263,7 +269,7 @@ def sample_codes(bundle: Bundle, feats: np.ndarray | None, num_steps: int, opts:
     def window(start: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if not cfg.uses_feats:
             return None, cls
-        return sampling.feature_window(ft, start, cfg.feat_frames), cls
+        return condition_frames(ft, cfg.feat_frames, cfg.feat_window, condition_start(cfg, start)), cls
 
     if generator is None:
         generator = torch.Generator(device=bundle.device).manual_seed(opts.seed)

@@ -133,7 +133,7 @@ def sample_long(model: GPT, cond_for_window: Callable[[int], CondWindow], num_st
     `step_stride` columns at a time (the paper: 1, so the last 53*5-5 tokens condition the next 5): window
     start s = end - W, prefix = the codes of columns s .. end - stride - 1, condition = `cond_for_window(s)`
     (`(feats [B, F, D] | None, class [B] | None)` describing the video seen by columns s .. s+W-1; see
-    `feature_window`). Condition tensors are for the B distinct inputs; `num_samples` is applied here.
+    `data.condition.condition_frames`). Condition tensors are for the B distinct inputs; `num_samples` is applied here.
     `sample_kwargs` go to `sample` (temperature, top_k, top_p, greedy, generator, use_cache).
     Returns `Tensor[B*N, num_steps * H]` int64 in GPT (time-major) order.
     """
@@ -157,24 +157,3 @@ def sample_long(model: GPT, cond_for_window: Callable[[int], CondWindow], num_st
         seq = torch.cat([seq, window[:, prefix.shape[1]:]], dim=1)
         end += stride
     return seq
-
-
-def feature_window(feats: Tensor, start_step: int, feat_frames: int, frames_per_step: int = 4,
-                   offset: int = 1, window_frames: int = 212) -> Tensor:
-    """The condition for the code window starting at time column `start_step`, cut from a long video.
-
-    `feats`: `Tensor[B, L, D]` frames at 21.5 fps for the whole video. One code column is 16 mel frames =
-    4 video frames (212 frames <-> 53 columns); the reference centre-cropped 212 of 215 frames (`offset` 1).
-    The 212-frame window is cut at `offset + frames_per_step * start_step` (zero-padded past the end) and,
-    for fewer frames, resampled as the reference's `ResampleFrames` (evenly spaced, shifted to the middle
-    of each span). Returns `Tensor[B, feat_frames, D]`.
-    """
-    b, length, d = feats.shape
-    lo = offset + frames_per_step * start_step
-    win = feats.new_zeros(b, window_frames, d)
-    take = max(0, min(window_frames, length - lo))
-    win[:, :take] = feats[:, lo:lo + take]
-    if feat_frames == window_frames:
-        return win
-    idx = torch.arange(feat_frames) * window_frames // feat_frames + window_frames // (feat_frames + 1)
-    return win[:, idx]

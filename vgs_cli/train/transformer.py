@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, Subset
 from vgs_cli.config.codebook import CodebookConfig
 from vgs_cli.config.transformer import CONDITIONS, PRESETS, TransformerConfig
 from vgs_cli.data import shards
-from vgs_cli.data.dataset import FEAT_CROP, ShardDataset
+from vgs_cli.data.dataset import ShardDataset
 from vgs_cli.errors import ConfigError, DataError, VgsError
 from vgs_cli.fsutil import file_sha256
 from vgs_cli.models.gpt import GPT, to_sequence
@@ -68,8 +68,8 @@ def resolve_config(cfg: TransformerConfig, manifest: dict[str, Any], codebook_cf
     name = ""
     if m.uses_feats:
         frames = cfg.model.feat_frames if feat_frames is None else feat_frames
-        if not 1 <= frames <= FEAT_CROP:
-            raise ConfigError(f"--feat-frames must be between 1 and {FEAT_CROP} (the paper used 1, 5 or 212), "
+        if not 1 <= frames <= m.feat_window:
+            raise ConfigError(f"--feat-frames must be between 1 and {m.feat_window} (the paper used 1, 5 or 212), "
                               f"got {frames}")
         available = list(manifest.get("extractors", {}))
         name = extractor or cfg.extractor or (available[0] if available else "")
@@ -125,7 +125,7 @@ class CodesDataset(Dataset):
         self.base = None
         if cfg.model.uses_feats:
             self.base = ShardDataset(data_dir, split, fields=("feats", "id"), feat_frames=cfg.model.feat_frames,
-                                     extractor=cfg.extractor, require_audio=True)
+                                     feat_window=cfg.model.feat_window, extractor=cfg.extractor, require_audio=True)
             if len(self.base) != len(self.ids):
                 raise DataError(f"codes cache {codeset.path} holds {len(self.ids)} clips but the {split!r} split "
                                 f"has {len(self.base)}; delete the cache file to rebuild it")
