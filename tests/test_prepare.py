@@ -12,9 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
+from vgs_cli.audio.spec import clip_mel
 from vgs_cli.config.prepare import PRESETS
 from vgs_cli.config.spec import SPEC
-from vgs_cli.data import shards
+from vgs_cli.data import shard_writer, shards
 from vgs_cli.data.dataset import ShardDataset
 from vgs_cli.errors import DataError, VgsError
 from vgs_cli.prepare import folder as prepare
@@ -69,6 +70,8 @@ def test_folder_to_shards_with_failing_clips(src, tmp_path):
     for cid, tone in GOOD.items():
         c = clips[cid]
         assert c["mel"].shape == (80, 860) and c["wav"].shape == (SPEC.num_samples,)
+        # the stored mel is the spectrogram of the stored (16-bit) wav, not of the float decode
+        np.testing.assert_allclose(c["mel"], clip_mel(c["wav"]).numpy(), atol=1e-5, rtol=0)
         loudest = int(np.argmax(c["mel"][:, 200:600].mean(axis=1)))  # the tone's bin, audio looped to 10 s
         assert abs(centres[loudest] - tone) < 0.1 * tone, (cid, centres[loudest])
         f = c["feats"]["efficientnet_lite0"]
@@ -97,7 +100,7 @@ def test_resume_after_interrupt_recomputes_nothing_twice(src, tmp_path, monkeypa
 
     calls.clear()
     monkeypatch.setattr(prepare, "compute_clip", lambda clip, *a, **k: calls.append(clip.id) or real(clip, *a, **k))
-    monkeypatch.setattr(shards.ShardWriter, "close", lambda self: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(shard_writer.ShardWriter, "close", lambda self: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):  # crash while assembling the shard
         prepare.prepare_folder(src, out, CFG, **QUIET)
     assert len(calls) == 7 - 3 and not shards.shard_files(out) and not list(out.glob(".*.tmp"))
@@ -183,6 +186,8 @@ def test_cli_prepare_synthetic_end_to_end(tmp_path):
         assert f["wav"].shape == (6, SPEC.num_samples) and f["wav"].dtype == np.int16
         assert f["feats/efficientnet_lite0"].shape == (6, 215, 1280)
         assert 0.0 <= f["mel"][()].min() and f["mel"][()].max() <= 1.0 and f["mel"][()].std() > 0.01
+        stored_wav_mel = clip_mel(shards.decode_wav(f["wav"][()])).numpy()  # synthetic: mel == mel(stored wav)
+        np.testing.assert_allclose(f["mel"][()], stored_wav_mel, atol=1e-5, rtol=0)
         assert sorted(f["label"][()].tolist()) == [0, 1, 2, 3, 4, 5]
         settings = json.loads(f.attrs["extractors"])["efficientnet_lite0"]
         assert settings["image_size"] == 32 and not settings["random_weights"]
@@ -195,6 +200,26 @@ def test_cli_prepare_synthetic_end_to_end(tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("error: no such folder") and "Traceback" not in bad.stderr
     bad = _vgs("prepare", "synthetic", "-o", "data", "--clips", "7", "--duration", "2", cwd=tmp_path)
     assert bad.returncode == 2 and "synthetic clips made with" in bad.stderr
+
+
+@pytest.mark.reference
+def test_real_vas_shard_mels_are_the_spectrograms_of_their_stored_wavs(reference_dir, tmp_path):
+    """The ten real VAS clips (6.01 s and 8 s ones looped): each shard mel equals the spectrogram of the
+    shard's own 16-bit wav; the mel of the float decode (what was stored before) is measurably not it."""
+    from vgs_cli.audio.io import load_audio
+    from vgs_cli.data.video import fit_clip
+
+    videos = sorted((reference_dir / "vas" / "videos").glob("*/*.mp4"))
+    clips = [prepare.SourceClip(id=f"{p.parent.name}/{p.stem}", path=str(p), source=p.name, label=-1, split="train")
+             for p in videos]
+    shard_writer.write_clips(tmp_path / "out", (prepare.compute_clip(c, {}, "loop") for c in clips))
+    stored = {c["id"]: c for c in shards.iter_clips(tmp_path / "out", fields=("id", "mel", "wav"))}
+    assert len(stored) == len(videos) == 10
+    ids = sorted(stored)
+    mels = np.stack([stored[i]["mel"] for i in ids])
+    np.testing.assert_allclose(mels, clip_mel(np.stack([stored[i]["wav"] for i in ids])).numpy(), atol=1e-5, rtol=0)
+    floats = np.stack([fit_clip(None, load_audio(c.path, duration_s=SPEC.duration_s))[1] for c in clips])
+    assert np.abs(clip_mel(floats).numpy() - mels).max() > 1e-3  # the old mel (float decode) was off
 
 
 def test_info_summarises_run_folders_checkpoints_and_shards(tmp_path, capsys):
