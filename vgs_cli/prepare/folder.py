@@ -18,13 +18,14 @@ frames) is listed in failures.jsonl with the reason, and the job goes on.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from vgs_cli.config.prepare import PrepareConfig
 from vgs_cli.config.spec import SPEC
 from vgs_cli.data import shards
 from vgs_cli.data.video import VIDEO_EXTS, list_videos
-from vgs_cli.errors import DataError, Interrupted, VgsError
+from vgs_cli.errors import DataError, Interrupted, OutputError, VgsError
 from vgs_cli.fsutil import atomic_path, ensure_dir, write_json
 
 _SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "val": "valid", "validation": "valid",
@@ -139,14 +140,15 @@ def compute_clip(clip: SourceClip, extractors: dict[str, dict[str, Any]], mode: 
         raise DataError("no video stream (audio-only file)")
     from vgs_cli.audio.spec import clip_mel
     from vgs_cli.data.video import fit_clip, read_frames
+    from vgs_cli.loading.extractors import frame_path
 
     feats, decoded = {}, {}
     for name, st in extractors.items():
-        side = st["resize_short"]
-        if side not in decoded:  # extractors with the same input size share one decode
-            frames = read_frames(clip.path, short_side=side, max_duration_s=SPEC.duration_s)
-            decoded[side] = fit_clip(frames, None, mode=mode)[0]
-        feats[name] = _extractor(name, st, (weights or {}).get(name), feature_batch, device)(decoded[side])
+        how = (st["resize_short"], frame_path(st))
+        if how not in decoded:  # extractors with the same input size and frame path share one decode
+            frames = read_frames(clip.path, short_side=how[0], max_duration_s=SPEC.duration_s, frame_path=how[1])
+            decoded[how] = fit_clip(frames, None, mode=mode)[0]
+        feats[name] = _extractor(name, st, (weights or {}).get(name), feature_batch, device)(decoded[how])
     wav = load_audio(clip.path, duration_s=SPEC.duration_s) if info.has_audio else None
     if wav is not None and len(wav) == 0:
         wav = None
@@ -197,10 +199,23 @@ def process_clip(clip: SourceClip, extractors: dict[str, dict[str, Any]], mode: 
     else:
         # Outside the try: failing to write (a full disk) is the job's failure, not the clip's. It raises an
         # OutputError that stops the job, and the clip is computed again by the re-run.
-        _save_piece(ok_path, rec)
+        with _named_for_user(ok_path, clip.id):
+            _save_piece(ok_path, rec)
         return None
-    write_json(fail_path, {"id": clip.id, "source": clip.source, "reason": reason[:500]})
+    with _named_for_user(fail_path, clip.id):
+        write_json(fail_path, {"id": clip.id, "source": clip.source, "reason": reason[:500]})
     return reason
+
+
+@contextlib.contextmanager
+def _named_for_user(piece: Path, clip_id: str) -> Iterator[None]:
+    """An OutputError about a piece file, told in terms of the user's --out folder (OUT/.work/<key>/<shard>/)."""
+    try:
+        yield
+    except OutputError as exc:
+        out = piece.parents[3]
+        raise type(exc)(str(exc).replace(str(piece), f"clip {clip_id} into {out}")
+                        .replace(str(piece.parent), str(out))) from exc
 
 
 # ----------------------------------------------------------------------------------------- a folder
@@ -365,7 +380,6 @@ def _dedupe(clips: list[SourceClip]) -> tuple[list[SourceClip], list[SourceClip]
         (dup if c.id in seen else keep).append(c)
         seen.add(c.id)
     return keep, dup
-
 
 
 def prepare_synthetic(out: str | Path, cfg: PrepareConfig, *, n_clips: int, duration_s: float = SPEC.duration_s,
