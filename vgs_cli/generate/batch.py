@@ -19,8 +19,8 @@ import torch
 from vgs_cli import __version__
 from vgs_cli.audio.io import mux_audio, write_wav
 from vgs_cli.config.spec import SPEC
-from vgs_cli.errors import DataError, VgsError
-from vgs_cli.fsutil import atomic_path, file_sha256, write_json
+from vgs_cli.errors import DataError, OutputError, VgsError
+from vgs_cli.fsutil import atomic_path, file_sha256, remove_stale_tmp, write_json
 from vgs_cli.generate.engine import (
     Bundle,
     GenerateOptions,
@@ -83,7 +83,8 @@ def generate_video(bundle: Bundle, video: str | os.PathLike, out: str | os.PathL
 
 def _save(out_dir: Path, clip_id: str, mels: torch.Tensor, wavs: torch.Tensor) -> None:
     for (wav_path, mel_path), mel, wav in zip(sample_paths(out_dir, clip_id, len(wavs)), mels, wavs, strict=True):
-        mel_path.parent.mkdir(parents=True, exist_ok=True)
+        for path in (mel_path, wav_path):  # a killed run's temp files (this process owns this clip's files)
+            remove_stale_tmp(path)
         with atomic_path(mel_path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, mel.numpy().astype(np.float32))
         write_wav(wav_path, wav.numpy(), SPEC.sample_rate)  # last: a wav means the clip is complete
@@ -206,6 +207,8 @@ def generate_folder(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOpt
             mel, wav = codes_to_audio(bundle, sample_codes(bundle, feats, steps, opts), n_samples)
             _save(out_dir, clip_id, mel, wav)
             done += 1
+        except OutputError:
+            raise  # about the output, not this video: stop the job (finished clips stay; a re-run goes on)
         except VgsError as exc:
             failed += 1
             log(f"skipped {video}: {exc}")
