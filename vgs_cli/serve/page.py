@@ -2,8 +2,9 @@
 
 Endpoints (see README, `vgs serve`): `/generate` takes (video, samples, temperature, top_k, top_p, seed,
 class_name, vocoder) and returns (files: the wavs, then the videos with the new sound, then the spectrogram
-PNG; info: a JSON dict naming them). `top_k` 0 and `top_p` 1 mean "off"; `class_name` and `vocoder` ""
-mean the model's default. The page's own button drives an undocumented endpoint with richer outputs.
+PNG; info: a JSON dict naming them). `top_k` 0 and `top_p` 1 mean "off"; `class_name` "" means the model's
+first class; `vocoder` is one of the page's choices. The page's own button drives an undocumented endpoint
+with richer outputs.
 Both share one concurrency group, so at most `--concurrency` generations run at once and the rest queue.
 """
 
@@ -73,13 +74,13 @@ def build_page(svc: Service, card: str, examples: list[Path], concurrency: int =
                     top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (1 = off)")
                     seed = gr.Number(0, precision=0, label="Seed (same seed, same sound)")
                     class_name = gr.Dropdown(classes, value=classes[0] if classes else None, label="Class",
-                                             visible=bool(classes))
+                                             visible=bool(classes), allow_custom_value=True)  # API: "" = default
                     vocoder = gr.Radio(vocoders, value=vocoders[0], label="Vocoder")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=2):
                 status = gr.Markdown(elem_id="status")
                 out_video = gr.Video(label="The video with its new sound track", elem_id="output-video",
-                                     interactive=False)
+                                     interactive=False, height=360)
                 audios = [gr.Audio(type="filepath", label=f"Sample {k + 1}", visible=k == 0, interactive=False,
                                    elem_id=f"sample-{k + 1}") for k in range(MAX_SAMPLES)]
                 with gr.Row():

@@ -1,0 +1,150 @@
+"""`vgs serve`: the real server (a subprocess on a free port) driven by a real browser and by its API.
+
+The models are the tiny seeded ones of test_generate.py (built in the test; untrained: these tests are about
+the page and the API, the numbers come from the same code as `vgs generate`). The browser is Debian's
+headless Chromium (`apt-get install chromium`; .ci/run installs it) through Playwright's Python package.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio", reason="vgs serve needs the [serve] extra (make install installs it)")
+
+from test_generate import build_models, make_video, run_cli  # noqa: E402
+
+from vgs_cli.audio.io import read_wav  # noqa: E402
+from vgs_cli.config.spec import SPEC  # noqa: E402
+
+pytestmark = pytest.mark.slow
+CHROMIUM = os.environ.get("VGS_CHROMIUM", "/usr/bin/chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """(url, models folder, output folder, HOME of the server, process)."""
+    root = tmp_path_factory.mktemp("serve")
+    models = build_models(root / "models")
+    out, home = root / "out", root / "home"
+    home.mkdir()
+    port = _free_port()
+    env = {**os.environ, "HOME": str(home)}  # anything written to ~ would land here (the test checks it stays empty)
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "vgs_cli", "serve", "--model", str(models), "--out", str(out),
+                             "--port", str(port), "--max-seconds", "30"], stdout=log, stderr=subprocess.STDOUT,
+                            env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while not _alive(url):
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("vgs serve did not start:\n" + (root / "server.log").read_text()[-3000:])
+        time.sleep(1)
+    yield url, models, out, home, proc
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (make install)")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _upload(page, url: str, video: Path) -> None:
+    page.goto(url)
+    page.wait_for_selector("#generate")
+    page.locator("#input-video input[type=file]").set_input_files(str(video))
+
+
+def test_page_generates_sound_for_an_uploaded_video(server, browser, tmp_path):
+    url, _, out, home, _ = server
+    video = make_video(tmp_path / "clip.mp4", 3.0, audio=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    _upload(page, url, video)
+    # the estimate comes up front, from the speeds measured at start-up
+    page.wait_for_function("document.querySelector('#estimate').innerText.includes('tokens per sample')",
+                           timeout=60_000)
+    assert "3.0 s of video: 85 tokens per sample" in page.locator("#estimate").inner_text()
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=240_000)
+    # the player's source (its file link) is a wav as long as the video
+    src = page.locator("#sample-1 a[href*='sound.wav']").first.get_attribute("href")
+    wav_path = tmp_path / "from_page.wav"
+    urllib.request.urlretrieve(src, wav_path)
+    wav, sr = read_wav(wav_path)
+    assert sr == SPEC.sample_rate and abs(len(wav) - 3.0 * sr) <= SPEC.hop_length
+    assert np.isfinite(wav).all() and np.abs(wav).max() > 0
+    # both spectrograms are shown (decoded images, not broken links), the video has its new sound track
+    for sel in ("#generated-spec img", "#real-spec img"):
+        page.wait_for_function(f"document.querySelector('{sel}') && document.querySelector('{sel}').naturalWidth > 0")
+    assert page.locator("#output-video video").count() == 1
+    links = page.eval_on_selector_all("#downloads a[href]", "els => els.map(e => e.href)")
+    assert sorted({link.rsplit("/", 1)[-1] for link in links}) == ["sound.wav", "spectrogram.png", "video.mp4"]
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    assert (tmp_path / "page.png").stat().st_size > 20_000
+    # files only under the server's folder: the request folder is there, nothing appeared in HOME
+    assert any((out / "requests").iterdir())
+    assert not any(home.rglob("*")), sorted(map(str, home.rglob("*")))[:5]
+    page.close()
+
+
+def test_a_text_file_named_mp4_gives_a_message_and_the_server_goes_on(server, browser, tmp_path):
+    url, _, _, _, proc = server
+    fake = tmp_path / "holiday.mp4"
+    fake.write_text("this is not a video\n" * 50)
+    page = browser.new_page()
+    _upload(page, url, fake)
+    page.click("#generate")
+    message = page.get_by_text("holiday.mp4 is not a video file that ffmpeg can read").first
+    message.wait_for(timeout=60_000)
+    page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
+    assert proc.poll() is None and _alive(url)
+    page.close()
+
+
+def test_api_gives_the_same_wav_as_vgs_generate(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, models, _, _, _ = server
+    video = make_video(tmp_path / "api.mp4", 2.0)
+    client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+    files, info = client.predict(handle_file(str(video)), 1, 0.9, 20, 1.0, 5, "", "melgan", api_name="/generate")
+    assert info["wavs"] == ["sound.wav"] and info["seconds"] == pytest.approx(2.0, abs=0.05)
+    api_wav, _ = read_wav(files[0])
+    proc = run_cli("generate", str(video), "-o", str(tmp_path / "cli.wav"), "--model", str(models), "--seed", "5",
+                   "--temperature", "0.9", "--top-k", "20")
+    assert proc.returncode == 0, proc.stderr
+    cli_wav, _ = read_wav(tmp_path / "cli.wav")
+    np.testing.assert_array_equal(api_wav, cli_wav)
+    shutil.rmtree(tmp_path / "downloads", ignore_errors=True)
