@@ -77,21 +77,28 @@ def _component_rows(models) -> list[tuple[str, float, str]]:
     ]
 
 
-def _cli_rows(models) -> list[tuple[str, float, str]]:
+def write_paper_checkpoints(models, out: Path) -> Path:
+    """codebook.ckpt, transformer.ckpt (ResNet-50 features, random weights), vocoder.ckpt in `out`."""
     from vgs_cli.checkpoint import save_checkpoint
-    from vgs_cli.data.video import write_video
     from vgs_cli.fsutil import file_sha256
     from vgs_cli.loading.extractors import extractor_settings
 
     (cb_cfg, vq), (t_cfg, gpt), (v_cfg, gen, _) = models
-    OUT.mkdir(parents=True, exist_ok=True)
-    cb = save_checkpoint(OUT / "codebook.ckpt", stage="codebook", config=cb_cfg.to_dict(), state_dict=vq.state_dict())
+    out.mkdir(parents=True, exist_ok=True)
+    cb = save_checkpoint(out / "codebook.ckpt", stage="codebook", config=cb_cfg.to_dict(), state_dict=vq.state_dict())
     settings, _ = extractor_settings("resnet50", random_weights=True)
     extra = {"condition": "feats", "feat_frames": 212, "extractor": "resnet50", "extractor_settings": settings,
              "classes": [], "codebook_path": str(cb.resolve()), "codebook_sha256": file_sha256(cb)}
-    save_checkpoint(OUT / "transformer.ckpt", stage="transformer", config=t_cfg.to_dict(),
+    save_checkpoint(out / "transformer.ckpt", stage="transformer", config=t_cfg.to_dict(),
                     state_dict=gpt.state_dict(), extra=extra)
-    save_checkpoint(OUT / "vocoder.ckpt", stage="vocoder", config=v_cfg.to_dict(), state_dict=gen.state_dict())
+    save_checkpoint(out / "vocoder.ckpt", stage="vocoder", config=v_cfg.to_dict(), state_dict=gen.state_dict())
+    return out
+
+
+def _cli_rows(models) -> list[tuple[str, float, str]]:
+    from vgs_cli.data.video import write_video
+
+    write_paper_checkpoints(models, OUT)
     rng = np.random.default_rng(1)
     video = OUT / "video10s.mp4"
     write_video(video, rng.integers(0, 255, (250, 240, 320, 3), dtype=np.uint8), 25.0)

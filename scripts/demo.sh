@@ -61,3 +61,6 @@ $VGS generate "$DATA/source/$VIDEO" -o "$OUT/example.wav" --mux "$OUT/example.mp
     --transformer "$RUNS/transformer_feats/checkpoints/best.ckpt" --codebook "$CODEBOOK" --vocoder-ckpt "$VOCODER"
 
 $PY scripts/demo_summary.py "$EVAL" "$DATA/source/$VIDEO" "$OUT/example.wav" "$OUT/example.mp4" "$(( $(date +%s) - START ))" "$RUNS"
+
+# The demo's models behind a web page + HTTP API (held-out videos as examples; see README, `vgs serve`).
+printf '\nTry the models in a browser (open http://127.0.0.1:7860 once it says "Running"):\n  %s serve --model %s\n' "$VGS" "$OUT"

@@ -125,9 +125,12 @@ def test_a_text_file_named_mp4_gives_a_message_and_the_server_goes_on(server, br
     fake.write_text("this is not a video\n" * 50)
     page = browser.new_page()
     _upload(page, url, fake)
+    said = "holiday.mp4 is not a video file that ffmpeg can read"
+    # said twice: under the upload at once, then in the error pop-up of a Generate press
+    page.locator("#estimate").get_by_text(said).wait_for(timeout=60_000)
     page.click("#generate")
-    message = page.get_by_text("holiday.mp4 is not a video file that ffmpeg can read").first
-    message.wait_for(timeout=60_000)
+    page.locator("[data-testid='toast-body']").filter(has_text=said).first.wait_for(timeout=60_000)
+    assert page.locator("#status").inner_text().strip() == ""  # nothing was generated
     page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
     assert proc.poll() is None and _alive(url)
     page.close()

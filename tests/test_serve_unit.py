@@ -79,3 +79,28 @@ def test_cleanup_deletes_only_what_is_older_than_keep_minutes(tmp_path):
     os.utime(upload, (stale, stale))
     assert svc.cleanup([svc.requests_dir, upload.parent, tmp_path / "missing"]) == 2
     assert not old.exists() and not upload.exists() and (new / "sound.wav").is_file()
+
+
+def test_a_demo_folder_gives_its_models_and_held_out_videos(tmp_path):
+    from vgs_cli.serve.examples import demo_models, find_examples
+
+    demo = tmp_path / "demo_out"
+    assert demo_models(demo) is None
+    for run in ("codebook", "transformer_feats", "transformer_none", "vocoder"):
+        (demo / "runs" / run / "checkpoints").mkdir(parents=True)
+        (demo / "runs" / run / "checkpoints" / "best.ckpt").write_bytes(b"")
+    found = demo_models(demo)
+    assert found == {"transformer": demo / "runs/transformer_feats/checkpoints/best.ckpt",
+                     "codebook": demo / "runs/codebook/checkpoints/best.ckpt",
+                     "vocoder_ckpt": demo / "runs/vocoder/checkpoints/best.ckpt"}
+    source = demo / "data" / "source"
+    (source / "videos").mkdir(parents=True)
+    for name in ("a", "b", "c"):
+        (source / "videos" / f"{name}.mp4").write_bytes(b"")
+    (source / "labels.csv").write_text("path,label,split\nvideos/a.mp4,x,train\nvideos/b.mp4,x,test\n"
+                                       "videos/c.mp4,y,test\nvideos/gone.mp4,y,test\n")
+    # from the folder itself or from a checkpoint inside it: the test split's existing videos
+    assert find_examples(None, [demo]) == [source / "videos/b.mp4", source / "videos/c.mp4"]
+    assert find_examples(None, [found["transformer"]]) == [source / "videos/b.mp4", source / "videos/c.mp4"]
+    assert find_examples(None, [tmp_path / "elsewhere"]) == []
+    assert [p.name for p in find_examples(source / "videos", [demo])] == ["a.mp4", "b.mp4", "c.mp4"]
