@@ -254,3 +254,26 @@ def test_freeze_and_patience(toy, tmp_path):
               codebook=toy["codebook"], overrides=["train.steps=20", "train.eval_every=1", "train.lr=0",
                                                    "train.patience=2"])
     assert res["step"] == 3
+
+
+def test_official_codebook_import_keeps_the_loss_and_init_starts_with_its_discriminator(toy, tmp_path):
+    from tests._official_fixtures import codebook_layout, random_state, write_run
+    from vgs_cli.models.patchgan import PatchDiscriminator
+    from vgs_cli.official.convert import with_prefix
+    from vgs_cli.official.importer import import_specvqgan
+
+    official = random_state(codebook_layout(None), seed=4)
+    (written,) = import_specvqgan(write_run(tmp_path, "run_codebook", official, None), tmp_path / "out")
+    ckpt = load_checkpoint(written.path, "codebook")
+    disc_state = with_prefix(official, "loss.discriminator.")
+    assert set(ckpt["aux_state"]) == {"disc", "lpaps"} and len(ckpt["aux_state"]["disc"]) == len(disc_state) == 22
+    assert all(torch.equal(ckpt["aux_state"]["disc"][k], v) for k, v in disc_state.items())
+    assert ckpt["aux_state"]["lpaps"].keys() == with_prefix(official, "loss.perceptual_loss.").keys()
+    assert not any(k.startswith("loss.") for k in ckpt["state_dict"])
+    assert ckpt["config"]["loss"]["disc_ndf"] == 8  # read from the tensors, not the preset's 64
+    reference = PatchDiscriminator(1, 8, 3).eval()
+    reference.load_state_dict(disc_state)
+    trainer = _built("codebook", toy, written.path, tmp_path / "run")
+    x = torch.rand(2, 1, 80, 96, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(trainer.bare["disc"].eval()(x), reference(x))

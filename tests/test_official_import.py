@@ -113,7 +113,7 @@ def test_codebook_import_is_bit_exact_and_decodes(tmp_path, ref):
     run = write_run(tmp_path, "2021-06-06T19-42-53_vas_codebook", official, None, early_stopping=False)
     (written,) = import_specvqgan(run, tmp_path / "out")
     assert written.stage == "codebook" and written.path.name == "codebook.ckpt"
-    assert any("dropped 55 loss.*" in n for n in written.notes)  # LPAPS (33) + PatchGAN (22)
+    assert any("kept 55 loss.*" in n for n in written.notes)  # LPAPS (33) + PatchGAN (22), apart from the model
     ckpt = load_checkpoint(written.path, stage="codebook")
     assert not any(k.startswith("loss.") for k in ckpt["state_dict"])
     _assert_carried(ckpt["state_dict"], {k: v for k, v in official.items() if not k.startswith("loss.")})

@@ -6,6 +6,8 @@
       "config": {...},          # the stage config's to_dict(): enough to rebuild the model
       "state_dict": {...},      # inference weights of the stage's main model
       "extra": {...},           # provenance: data manifest hash, codebook hash, classes, step, ...
+      "aux_state": {...},       # optional: {name: state_dict} of training-only models that came with the
+                                #   weights (an imported official codebook's discriminator "disc" and "lpaps")
       "train_state": {...}      # optional: optimisers, schedulers, scaler, RNG, other models, step
     }
 
@@ -38,6 +40,7 @@ def save_checkpoint(
     state_dict: dict[str, torch.Tensor],
     extra: dict[str, Any] | None = None,
     train_state: dict[str, Any] | None = None,
+    aux_state: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
     """Write a checkpoint atomically and return its path."""
     payload: dict[str, Any] = {
@@ -51,6 +54,8 @@ def save_checkpoint(
     }
     if train_state is not None:
         payload["train_state"] = train_state
+    if aux_state:
+        payload["aux_state"] = {n: {k: v.detach().cpu() for k, v in sd.items()} for n, sd in aux_state.items()}
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -205,6 +205,7 @@ class Converted:
     """One vgs checkpoint to write: stage, stage config (dict), weights, provenance, notes for the user."""
 
     def __init__(self, stage: str, config: dict[str, Any], state_dict: State, extra: dict[str, Any],
-                 notes: list[str] | None = None) -> None:
+                 notes: list[str] | None = None, aux_state: dict[str, State] | None = None) -> None:
         self.stage, self.config, self.state_dict, self.extra = stage, config, state_dict, extra
         self.notes = list(notes or [])
+        self.aux_state = dict(aux_state or {})  # training-only models kept with the weights (checkpoint.py)

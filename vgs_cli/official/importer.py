@@ -159,6 +159,8 @@ def _plan(results: list[tuple[Path, Converted]]) -> list[tuple[Path, Converted]]
             if not _same_weights(other.state_dict, conv.state_dict):
                 raise VgsError(f"{other_src.name} and {src.name} both give a {conv.stage} with different weights; "
                                "import them into separate folders")
+            if conv.aux_state and not other.aux_state:  # the codebook file carries the discriminator; keep it
+                kept[conv.stage] = (src, conv)
             continue
         kept[conv.stage] = (src, conv)
     order = ["codebook", "transformer", "vocoder", "melception", "vggishish"]
@@ -169,12 +171,14 @@ def _write(out: Path, src: Path, conv: Converted, force: bool) -> Written:
     path = out / f"{conv.stage}.ckpt"
     if path.exists():
         old = _existing(path)
-        if old is not None and old.get("stage") == conv.stage and _same_weights(old["state_dict"], conv.state_dict):
+        same = old is not None and old.get("stage") == conv.stage and _same_weights(old["state_dict"], conv.state_dict)
+        if same and set(old.get("aux_state") or {}) >= set(conv.aux_state):
             return Written(conv.stage, path, src, "unchanged", conv.notes)
-        if not force:
+        if not force and not same:  # same weights, now with the discriminator: rewritten
             raise VgsError(f"{path} already exists with other weights; use --force to replace it or pick "
                            "another output folder")
-    save_checkpoint(path, stage=conv.stage, config=conv.config, state_dict=conv.state_dict, extra=conv.extra)
+    save_checkpoint(path, stage=conv.stage, config=conv.config, state_dict=conv.state_dict, extra=conv.extra,
+                    aux_state=conv.aux_state)
     return Written(conv.stage, path, src, "written", conv.notes)
 
 

@@ -82,18 +82,33 @@ def _dataset(n_embed: int) -> str:
 
 def convert_codebook(state: State, project: dict[str, Any] | None, *, where: str,
                      provenance: dict[str, Any]) -> Converted:
-    """A codebook `.ckpt` state_dict -> vgs `codebook` checkpoint content (without `loss.*`)."""
-    weights, dropped = split_codebook(state)
+    """A codebook `.ckpt` state_dict -> vgs `codebook` checkpoint content. The training loss's weights
+    (`loss.discriminator.*`, `loss.perceptual_loss.*`) are kept as `aux_state` "disc" / "lpaps" so that
+    `vgs train codebook --init` continues against the published discriminator."""
+    weights, loss_keys = split_codebook(state)
     params = dig(project or {}, "model.params") or {}
     dd = {**(params.get("ddconfig") or {}), **{k: params[k] for k in ("n_embed", "embed_dim") if k in params}}
     model = infer_vqgan_config(weights, dd or None, where=where)
     cfg = CODEBOOK_PRESETS[_dataset(model.n_embed)].replace(model=model)
+    aux = {name: with_prefix(state, f"loss.{prefix}.") for name, prefix in (("disc", "discriminator"),
+                                                                           ("lpaps", "perceptual_loss"))}
+    aux = {name: sd for name, sd in aux.items() if sd}
     notes = []
-    if dropped:
-        notes.append(f"dropped {len(dropped)} loss.* tensors (the training loss: LPAPS with the random weights "
-                     "the released codebooks carry, issue #13, and the PatchGAN; inference needs neither)")
-    return Converted("codebook", cfg.to_dict(), weights, {"official": provenance, "dropped_keys": len(dropped)},
-                     notes)
+    if "disc" in aux:
+        cfg = cfg.replace(loss=cfg.loss.replace(**disc_size(aux["disc"], where)))
+    if loss_keys:
+        notes.append(f"kept {len(loss_keys)} loss.* tensors apart from the model (the PatchGAN, for `vgs train "
+                     "codebook --init`, and LPAPS, whose released weights are random, issue #13)")
+    return Converted("codebook", cfg.to_dict(), weights, {"official": provenance, "loss_keys": len(loss_keys)},
+                     notes, aux_state=aux)
+
+
+def disc_size(disc: State, where: str) -> dict[str, int]:
+    """The PatchGAN's width and depth from its tensors (`main.<i>.weight` convs: n_layers + 2 of them)."""
+    convs = sorted(int(k.split(".")[1]) for k, v in disc.items() if k.endswith(".weight") and v.dim() == 4)
+    if len(convs) < 3 or "main.0.weight" not in disc:
+        raise CheckpointError(f"{where}: loss.discriminator.* is not a PatchGAN (convs {convs})")
+    return {"disc_ndf": int(disc["main.0.weight"].shape[0]), "disc_layers": len(convs) - 2}
 
 
 # ---------------------------------------------------------------------------------------- transformer
