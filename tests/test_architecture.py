@@ -31,7 +31,8 @@ def _write(root: Path, rel: str, text: str) -> None:
 
 def test_checker_finds_planted_violations_and_exits_1(tmp_path):
     pkg = tmp_path / "vgs_cli"
-    for sub in ("", "models/", "data/", "audio/", "train/", "generate/", "prepare/", "cli/", "config/", "metrics/", "loading/", "serve/"):
+    for sub in ("", "models/", "data/", "audio/", "train/", "generate/", "prepare/", "cli/", "config/", "metrics/", "loading/", "serve/",
+                "reproduce/"):
         _write(pkg, f"{sub}__init__.py", "")
     _write(pkg, "errors.py", "class VgsError(Exception):\n    pass\n")
     _write(pkg, "models/good.py", "import torch\nfrom vgs_cli.errors import VgsError\nfrom vgs_cli.audio import spec\n"
@@ -48,6 +49,10 @@ def test_checker_finds_planted_violations_and_exits_1(tmp_path):
     _write(pkg, "serve/ok.py", "from vgs_cli.generate import engine\nfrom vgs_cli.train import runner\n")
     _write(pkg, "serve/bad.py", "from vgs_cli.loading import models\nfrom vgs_cli.cli.app import main\n")
     _write(pkg, "metrics/bad.py", "import vgs_cli.serve.page\n")
+    _write(pkg, "reproduce/ok.py", "from vgs_cli.generate import scale\nfrom vgs_cli.metrics import evaluate\n"
+                                   "from vgs_cli.official import fetch\n")
+    _write(pkg, "reproduce/bad.py", "from vgs_cli.serve import page\nfrom vgs_cli.cli.app import main\n")
+    _write(pkg, "official/bad.py", "from vgs_cli.reproduce import run\n")
     _write(pkg, "__main__.py", "from vgs_cli.cli.app import main\n")
 
     found = sorted((str(v.path.relative_to(pkg)), v.line, v.imported) for v in ci.find_violations(pkg))
@@ -60,6 +65,9 @@ def test_checker_finds_planted_violations_and_exits_1(tmp_path):
         ("models/bad.py", 1, "vgs_cli.cli"),
         ("models/bad.py", 5, "vgs_cli.train"),
         ("models/bad.py", 6, "vgs_cli.data.shards"),
+        ("official/bad.py", 1, "vgs_cli.reproduce"),
+        ("reproduce/bad.py", 1, "vgs_cli.serve"),
+        ("reproduce/bad.py", 2, "vgs_cli.cli.app"),
         ("serve/bad.py", 2, "vgs_cli.cli.app"),
         ("train/bad.py", 1, "vgs_cli.cli.train"),
     ]
@@ -67,7 +75,7 @@ def test_checker_finds_planted_violations_and_exits_1(tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1
     assert "models/bad.py:1: models must not import vgs_cli.cli" in proc.stdout
-    assert "10 layering violation(s)" in proc.stderr
+    assert "13 layering violation(s)" in proc.stderr
 
     _write(pkg, "models/long.py", "x = 1\n" * 12)
     assert [(p.name, n) for p, n in ci.long_files(pkg, 10)] == [("long.py", 12)]

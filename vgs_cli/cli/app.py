@@ -9,7 +9,7 @@ import sys
 import typer
 
 from vgs_cli import __version__
-from vgs_cli.cli import codec, evaluate, generate, info, official, prepare, serve, train
+from vgs_cli.cli import codec, evaluate, generate, info, official, prepare, reproduce, serve, train
 from vgs_cli.errors import Interrupted, VgsError
 from vgs_cli.fsutil import output_error
 
@@ -44,6 +44,8 @@ app.command("info", help="Summarise a shard folder, checkpoint or run folder.")(
 app.add_typer(codec.app, name="codec", help="Use the codebook as a neural audio codec (encode / decode).")
 app.add_typer(official.import_app, name="import", help="Convert official SpecVQGAN files into vgs checkpoints.")
 app.command("download", help="Download published SpecVQGAN files (MD5-checked) and import them.")(official.download)
+app.command("reproduce", help="Reproduce a row of the paper's table with an official transformer: fetch, generate, "
+            "score, compare.")(reproduce.reproduce)
 app.command("serve", help=serve.HELP, short_help="Serve a web page + HTTP API (warm models; needs the serve extra).")(serve.serve)
 
 

@@ -1,10 +1,10 @@
 """`python -m vgs_cli.devtools.check_imports [--max-lines N] [ROOT]`: enforce the import layering.
 
-    cli  ->  serve  ->  prepare | generate | train | metrics | official  ->  loading  ->  models / data / audio
+    cli  ->  serve | reproduce  ->  prepare | generate | train | metrics | official  ->  loading  ->  models / data / audio
                                                                    (config, errors, fsutil, checkpoint, dist: all)
 
-`serve` (the web page + API) orchestrates like `cli`: it may import the middle packages and below, and only
-`cli` may import it. The middle packages are siblings: none imports another (what two of them need lives below, in `loading`,
+`serve` (the web page + API) and `reproduce` (one paper row: official + generate + metrics) orchestrate like
+`cli`: they may import the middle packages and below, not each other, and only `cli` may import them. The middle packages are siblings: none imports another (what two of them need lives below, in `loading`,
 `data` or `audio`). `loading` turns checkpoints into models for all of them.
 
 Every `import` in every file under vgs_cli (including imports inside functions, which are still
@@ -22,16 +22,18 @@ from pathlib import Path
 
 PACKAGE = "vgs_cli"
 MIDDLE = ("prepare", "generate", "train", "metrics", "official")
-UPPER = ("cli", "serve", *MIDDLE, "loading")
+UPPER = ("cli", "serve", "reproduce", *MIDDLE, "loading")
 # layer of the importing file -> layers it must not import
 FORBIDDEN: dict[str, frozenset[str]] = {
     "models": frozenset({*UPPER, "data"}),  # models are pure nn.Modules
     "data": frozenset(UPPER),
     "audio": frozenset(UPPER),
-    "loading": frozenset({"cli", "serve", *MIDDLE}),
+    "loading": frozenset({"cli", "serve", "reproduce", *MIDDLE}),
     # no sideways imports between the middle packages
-    **{name: frozenset({"cli", "serve", *(m for m in MIDDLE if m != name)}) for name in MIDDLE},
-    "serve": frozenset({"cli"}),
+    **{name: frozenset({"cli", "serve", "reproduce", *(m for m in MIDDLE if m != name)}) for name in MIDDLE},
+    # the orchestration layers above the middle packages: siblings, below cli
+    "serve": frozenset({"cli", "reproduce"}),
+    "reproduce": frozenset({"cli", "serve"}),
     # the shared foundation is imported by everyone, so it may only import itself
     "config": frozenset({*UPPER, "models", "data", "audio"}),
     "shared": frozenset({*UPPER, "models", "data", "audio"}),

@@ -1,0 +1,137 @@
+"""`vgs reproduce` end to end on tiny official-format files served by a local HTTP mirror: fetch + import the
+transformer (with its codebook), MelGAN and Melception, generate, score, print the table beside the paper's
+row; a second run finds everything (no download) and generates nothing new."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _http_server import serve
+from _official_fixtures import (
+    melception_layout,
+    melgan_layout,
+    random_state,
+    save_classifier,
+    small_gpt,
+    transformer_layout,
+    transformer_project,
+    write_run,
+    write_stats,
+)
+from conftest import REFERENCE
+
+from vgs_cli.errors import VgsError
+from vgs_cli.official import registry
+from vgs_cli.reproduce.run import paper_number, partial_reason, protocol_split
+
+NAME = "vas_c_212feats_resnet50"  # 2021-07-29T13-34-39_vas_transformer: VAS, 212 ResNet-50 frames
+
+
+def test_protocol_helpers():
+    assert protocol_split(registry.find(NAME).info) == "valid"  # the paper's VAS "test" set is its valid split
+    assert protocol_split(registry.find("vggsound_a_nofeats").info) == "test"
+    assert paper_number("22.6*") == 22.6 and paper_number("9.7") == 9.7 and paper_number(None) is None
+    assert partial_reason(None, 768, 10) is None and partial_reason(768, 768, 10) is None
+    assert partial_reason(5, 768, 2) == "first 5 of 768 clips; 2 sample(s) per clip instead of 10"
+    from vgs_cli.reproduce.models import transformer_entry
+
+    with pytest.raises(VgsError, match="not a transformer"):
+        transformer_entry("melgan")
+
+
+def _tar_gz(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return buf.getvalue()
+
+
+def _mirror(tmp: Path, ref: Path | None) -> dict[str, bytes]:
+    """URL path -> bytes of the four official files (+ the classifier statistics), official formats."""
+    cfg = small_gpt("feats", 212)
+    run = write_run(tmp / "src", registry.find(NAME).run, random_state(transformer_layout(ref, cfg), seed=1),
+                    transformer_project(cfg))
+    save_classifier(tmp / "m.pt", random_state(melception_layout(ref), seed=2))
+    torch.save(random_state(melgan_layout(ref), seed=3), tmp / "netG.pt")
+    data = {NAME: _tar_gz(run), "melception": (tmp / "m.pt").read_bytes(), "melgan": (tmp / "netG.pt").read_bytes(),
+            "stats": write_stats(tmp / "stats.txt").read_bytes()}
+    return {registry.find(k).rel_path: v for k, v in data.items()}
+
+
+def _shards(root: Path, n: int = 3) -> Path:
+    """A VAS-like shard folder: `n` valid clips with (random) ResNet-50 features as ingested official ones."""
+    from vgs_cli.data import shard_writer, shards
+    from vgs_cli.data.labels import VAS_CLASSES
+    from vgs_cli.prepare.sources.ingest import EXTRACTORS
+
+    rng = np.random.default_rng(0)
+    recs = [shards.ClipRecord(id=f"{VAS_CLASSES[i]}/video_{i:05d}", split=split, label=i,
+                              mel=rng.uniform(0, 1, (80, 860)).astype(np.float32),
+                              wav=(0.1 * rng.standard_normal(220500)).astype(np.float32),
+                              feats={"resnet50": rng.standard_normal((215, 2048)).astype(np.float32)})
+            for i, split in enumerate(["valid"] * n + ["train"])]
+    shard_writer.write_clips(root, recs, classes=list(VAS_CLASSES), extractors={"resnet50": EXTRACTORS["resnet50"][1]})
+    return root
+
+
+def _vgs(monkeypatch, *args: str) -> int:
+    from vgs_cli.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["vgs", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end_from_a_mirror(tmp_path, monkeypatch, capsys):
+    ref = REFERENCE if (REFERENCE / "checkpoint_keys").is_dir() else None
+    files = _mirror(tmp_path, ref)
+    by_rel = {e.rel_path: e for e in registry.entries()}
+    entries = tuple(dataclasses.replace(e, md5=None if e.md5 is None else hashlib.md5(files[e.rel_path]).hexdigest())
+                    for e in by_rel.values() if e.rel_path in files)
+    monkeypatch.setattr(registry, "entries", lambda: entries)  # the real rows, with the test files' MD5s
+    data, out, models = _shards(tmp_path / "data"), tmp_path / "out", tmp_path / "models"
+    args = ["reproduce", NAME, "--data", str(data), "-o", str(out), "--models", str(models), "--limit", "2",
+            "--samples", "3", "--device", "cpu"]
+    with serve({f"/pub/{k}": v for k, v in files.items()}) as srv:
+        monkeypatch.setenv(registry.BASE_ENV, srv.url("/pub"))
+        code = _vgs(monkeypatch, *args)
+        printed = capsys.readouterr()
+        assert code == 0, printed.err[-3000:]
+        fetched = len(srv.requests)
+        assert fetched >= 4
+
+        r = json.loads((out / "reproduce.json").read_text())
+        assert r["partial"] and r["partial_reason"] == "first 2 of 3 clips; 3 sample(s) per clip instead of 10"
+        assert r["split"] == "valid" and r["clips"] == 2 and r["eval"]["n_fake"] == 6 and r["eval"]["n_real"] == 3
+        assert r["paper"] == {"fid": "22.6*", "mkl": "5.8*"} and sorted(r["fetched"]) == sorted([NAME, "melgan",
+                                                                                                "melception"])
+        rows = {row["metric"]: row for row in r["table"]}
+        assert rows["FID"]["ours"] == r["metrics"]["fid"] and math.isfinite(rows["FID"]["ours"])
+        assert rows["MKL"]["difference"] == pytest.approx(r["metrics"]["mkl"] - 5.8)
+        assert r["eval"]["n_fake_matched"] == 6  # every sample paired with its own real clip
+        table = printed.out
+        assert "FID" in table and "22.6*" in table and "5.8*" in table and "PARTIAL RUN" in table
+        assert f"{rows['FID']['ours']:.4f}" in table
+        assert len(list((out / "samples").rglob("*_sample_*.npy"))) == 6
+        assert (models / registry.find(NAME).run / "transformer.ckpt").is_file()
+
+        code = _vgs(monkeypatch, *args)  # everything is there: no request, no new sample, same numbers
+        again = capsys.readouterr()
+        assert code == 0, again.err[-3000:]
+        assert len(srv.requests) == fetched and "2 to generate" not in again.out and "0 to generate" in again.out
+        r2 = json.loads((out / "reproduce.json").read_text())
+        assert r2["fetched"] == [] and r2["metrics"] == r["metrics"]

@@ -1,0 +1,68 @@
+"""`vgs reproduce NAME --data SHARDS`: argument parsing and the table; `vgs_cli.reproduce.run` does the work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _fmt(x, std=None) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    return f"{x:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+
+
+def reproduce(
+    name: str = typer.Argument(..., help="An official transformer: the alias or run name of a transformer in "
+                               "`vgs download --list` (e.g. vas_c_212feats_resnet50)."),
+    data: Path = typer.Option(..., "--data", help="Shard folder of the transformer's dataset with its features "
+                              "(`vgs prepare vas|vggsound`; official features ingested or extracted)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder: samples/ and reproduce.json "
+                                       "(default: reproduce/NAME)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N clips: a quick, partial "
+                                        "run (said so everywhere; not comparable with the paper)."),
+    models: Path = typer.Option(Path("models/official"), "--models", help="Where the official files are found "
+                                "or downloaded to (as `vgs download -o`)."),
+    samples: int = typer.Option(10, "--samples", "-n", min=1, help="Samples per clip (the paper: 10; fewer is partial)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Evaluation split (default: the paper's: VGGSound "
+                                        "test, VAS valid)."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips sampled together."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the sampling."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Mirror of the official files (default: "
+                                           "$VGS_OFFICIAL_BASE_URL, else the official server)."),
+) -> None:
+    """Reproduce one row of the paper's table: fetch the models, generate 10 samples per clip, score, compare.
+
+    Resumable (a rerun skips finished clips) and shareable among GPUs: `torchrun --nproc_per_node N -m vgs_cli
+    reproduce ...`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from vgs_cli.reproduce.run import ReproduceOptions
+    from vgs_cli.reproduce.run import reproduce as run
+
+    out = out or Path("reproduce") / name
+    opts = ReproduceOptions(models=models, limit=limit, samples=samples, split=split, batch_size=batch_size,
+                            seed=seed, device=device, base_url=base_url)
+    r = run(name, data, out, opts, log=typer.echo)
+    if r is None:  # a torchrun rank other than 0: rank 0 prints
+        return
+    title = (f"vgs reproduce {r['name']}: setting {r['setting']}, {r['condition']}"
+             + (f" ({r['features']})" if r["features"] else "")
+             + f"; {r['clips']} {r['split']} clips x {r['samples_per_clip']}")
+    table = Table(title=title)
+    for col, justify in (("metric", "left"), ("vgs", "right"), ("paper", "right"), ("difference", "right")):
+        table.add_column(col, justify=justify)
+    for row in r["table"]:
+        table.add_row(row["metric"], _fmt(row["ours"], row.get("std")), _fmt(row["paper"]), _fmt(row["difference"]))
+    console = Console()
+    console.print(table)
+    if r["partial"]:
+        console.print(f"PARTIAL RUN ({r['partial_reason']}): not the paper's protocol, the numbers are not "
+                      "comparable with the paper's")
+    console.print(f"results in {out / 'reproduce.json'}; samples in {r['samples_dir']}")

@@ -1,0 +1,1 @@
+"""`vgs reproduce`: orchestration above the middle packages (official + generate + metrics), below cli."""
