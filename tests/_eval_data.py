@@ -11,7 +11,7 @@ import numpy as np
 
 from vgs_cli.audio.spec import clip_mel
 from vgs_cli.config.spec import SPEC
-from vgs_cli.data import shards, synthetic
+from vgs_cli.data import shard_writer, shards, synthetic
 
 
 def clip_wav(class_index: int, seed: int) -> np.ndarray:
@@ -31,5 +31,5 @@ def write_class_shards(root: Path, per_split: dict[str, int], n_classes: int = 4
                 wav = clip_wav(ci, clip_seed)
                 records.append(shards.ClipRecord(id=f"{classes[ci]}_{split}_{k}", split=split,
                                                  mel=clip_mel(wav).numpy(), wav=wav, label=ci))
-    shards.write_clips(root, records, classes=classes, num_shards=num_shards)
+    shard_writer.write_clips(root, records, classes=classes, num_shards=num_shards)
     return root

@@ -87,3 +87,32 @@ def test_checker_passes_a_clean_tree(tmp_path):
     _write(pkg, "models/__init__.py", "from vgs_cli.errors import VgsError\n")
     assert ci.main([str(pkg)]) == 0
     assert ci.main([str(pkg), "--max-lines", "0"]) == 0
+
+
+def test_checker_finds_planted_import_cycles(tmp_path):
+    """A module must not import a module that imports it back, directly or through others, even inside a
+    function (the lazy import that hid `data/shards.py` <-> `data/shard_writer.py`)."""
+    pkg = tmp_path / "vgs_cli"
+    for sub in ("", "data/", "cli/", "train/"):
+        _write(pkg, f"{sub}__init__.py", "")
+    _write(pkg, "data/a.py", "from vgs_cli.data import b\n")
+    _write(pkg, "data/b.py", "def f():\n    from vgs_cli.data.a import x\n")
+    _write(pkg, "cli/one.py", "from vgs_cli.cli import two\n")
+    _write(pkg, "cli/two.py", "import vgs_cli.cli.three\n")
+    _write(pkg, "cli/three.py", "from .one import app\n")
+    _write(pkg, "train/base.py", "import torch\n")  # one direction only: no cycle
+    _write(pkg, "train/top.py", "from vgs_cli.train.base import torch\nfrom vgs_cli.train import base\n")
+    assert ci.find_cycles(pkg) == [["vgs_cli.cli.one", "vgs_cli.cli.two", "vgs_cli.cli.three", "vgs_cli.cli.one"],
+                                   ["vgs_cli.data.a", "vgs_cli.data.b", "vgs_cli.data.a"]]
+    proc = subprocess.run([sys.executable, "-m", "vgs_cli.devtools.check_imports", str(pkg)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1 and "2 import cycle(s)" in proc.stderr
+    assert "import cycle: vgs_cli.data.a -> vgs_cli.data.b -> vgs_cli.data.a" in proc.stdout
+    (pkg / "data/b.py").write_text("x = 1\n")
+    (pkg / "cli/three.py").write_text("app = None\n")
+    assert ci.find_cycles(pkg) == [] and ci.main([str(pkg)]) == 0
+
+
+def test_package_has_no_import_cycles():
+    cycles = ci.find_cycles(PACKAGE)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)

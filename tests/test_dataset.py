@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vgs_cli.config.spec import SPEC
-from vgs_cli.data import shards
+from vgs_cli.data import shard_writer, shards
 from vgs_cli.data.dataset import ShardDataset, collate, resample_indices, sample_feats
 from vgs_cli.errors import DataError
 
@@ -28,7 +28,7 @@ def folder(tmp_path_factory):
         recs.append(shards.ClipRecord(id=f"c{i}", split="train" if i < 6 else "valid", mel=mel,
                                       feats={"toy": feats, "big": np.zeros((SPEC.num_video_frames, 3), np.float32)},
                                       wav=wav, label=i % 3, source=f"c{i}.mp4"))
-    shards.write_clips(root, recs, classes=["a", "b", "c"], num_shards=2, wav_dtype="float32",
+    shard_writer.write_clips(root, recs, classes=["a", "b", "c"], num_shards=2, wav_dtype="float32",
                        extractors={"toy": {"dim": D}, "big": {"dim": 3}})
     return root
 

@@ -174,7 +174,8 @@ def test_eval_errors_are_one_line(monkeypatch, capsys, shards, classifier, tmp_p
 def test_eval_pairs_the_reference_mel_file_names(monkeypatch, capsys, reference_dir, classifier, tmp_path):
     # shards holding the real VAS reference mels (ids "<class>/<video_id>"), scored against the reference's
     # own `mels/<class>/<video_id>_mel.npy` files: `_mel` stripped, class folder used, all pairs identical
-    from vgs_cli.data.shards import ClipRecord, write_clips
+    from vgs_cli.data.shard_writer import write_clips
+    from vgs_cli.data.shards import ClipRecord
 
     files = sorted((reference_dir / "vas" / "mels").glob("*/*_mel.npy"))
     classes = sorted({f.parent.name for f in files})

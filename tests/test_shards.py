@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vgs_cli.config.spec import SPEC, SpecConfig
-from vgs_cli.data import shards
+from vgs_cli.data import shard_writer, shards
 from vgs_cli.errors import DataError
 
 EXTRACTORS = {"toy": {"dim": 6, "image_size": 32}}
@@ -33,7 +33,7 @@ def _records(n: int, seed: int = 0) -> list[shards.ClipRecord]:
 @pytest.mark.parametrize("wav_dtype", ["float32", "int16"])
 def test_round_trip_is_exact(tmp_path, wav_dtype):
     recs = _records(7)
-    manifest = shards.write_clips(tmp_path, recs + [("cls0/broken", "moov atom not found", "cls0/broken.mp4")],
+    manifest = shard_writer.write_clips(tmp_path, recs + [("cls0/broken", "moov atom not found", "cls0/broken.mp4")],
                                   classes=["cls0", "cls1"], extractors=EXTRACTORS, num_shards=2, wav_dtype=wav_dtype)
     assert manifest["clips"] == 7 and manifest["failures"] == 1 and manifest["no_audio"] == 1
     assert manifest["splits"] == {"train": 3, "valid": 2, "test": 2}
@@ -66,7 +66,7 @@ def test_round_trip_is_exact(tmp_path, wav_dtype):
 
 def test_clips_are_assigned_to_shards_by_id_hash(tmp_path):
     recs = _records(12, seed=1)
-    shards.write_clips(tmp_path, recs, classes=["cls0", "cls1"], extractors=EXTRACTORS, num_shards=3)
+    shard_writer.write_clips(tmp_path, recs, classes=["cls0", "cls1"], extractors=EXTRACTORS, num_shards=3)
     seen = []
     for path in shards.shard_files(tmp_path):
         with h5py.File(path, "r") as f:
@@ -88,10 +88,10 @@ def test_writer_rejects_bad_records_and_leaves_no_file(tmp_path):
            replace(good, feats={"toy": np.zeros((212, 6), np.float32)})]
     for rec in bad:
         with pytest.raises(DataError):
-            with shards.ShardWriter(path, classes=["a", "b"], extractors=EXTRACTORS) as w:
+            with shard_writer.ShardWriter(path, classes=["a", "b"], extractors=EXTRACTORS) as w:
                 w.add(rec)
     with pytest.raises(DataError, match="added twice"):
-        with shards.ShardWriter(path, classes=["a", "b"], extractors=EXTRACTORS) as w:
+        with shard_writer.ShardWriter(path, classes=["a", "b"], extractors=EXTRACTORS) as w:
             rec = _record(0, rng)
             w.add(rec)
             w.add(rec)
@@ -101,11 +101,11 @@ def test_writer_rejects_bad_records_and_leaves_no_file(tmp_path):
 def test_interrupted_writer_keeps_previous_file(tmp_path):
     recs = _records(3)
     path = tmp_path / "shard_0-of-1.h5"
-    with shards.ShardWriter(path, classes=["cls0", "cls1"], extractors=EXTRACTORS) as w:
+    with shard_writer.ShardWriter(path, classes=["cls0", "cls1"], extractors=EXTRACTORS) as w:
         w.add(recs[0])
     before = path.read_bytes()
     with pytest.raises(RuntimeError):
-        with shards.ShardWriter(path, classes=["cls0", "cls1"], extractors=EXTRACTORS) as w:
+        with shard_writer.ShardWriter(path, classes=["cls0", "cls1"], extractors=EXTRACTORS) as w:
             w.add(recs[1])
             raise RuntimeError("killed")
     assert path.read_bytes() == before
@@ -114,7 +114,7 @@ def test_interrupted_writer_keeps_previous_file(tmp_path):
 
 def test_shard_with_other_settings_is_refused(tmp_path):
     other = SpecConfig(fmax=8000.0)  # same array sizes, another mel scale
-    with shards.ShardWriter(tmp_path / "shard_0-of-1.h5", extractors=EXTRACTORS, spec=other) as w:
+    with shard_writer.ShardWriter(tmp_path / "shard_0-of-1.h5", extractors=EXTRACTORS, spec=other) as w:
         w.add(replace(_records(1)[0], label=-1))
     with pytest.raises(DataError, match="other spectrogram settings.*fmax"):
         shards.open_shard(tmp_path / "shard_0-of-1.h5")
@@ -129,7 +129,7 @@ def test_shard_with_other_settings_is_refused(tmp_path):
 
 def test_manifest_follows_the_shards_present(tmp_path):
     recs = _records(9)
-    shards.write_clips(tmp_path, recs, classes=["cls0", "cls1"], extractors=EXTRACTORS, num_shards=3)
+    shard_writer.write_clips(tmp_path, recs, classes=["cls0", "cls1"], extractors=EXTRACTORS, num_shards=3)
     gone = shards.shard_files(tmp_path)[1]
     with h5py.File(gone, "r") as f:
         lost = len(f["id"])
@@ -138,16 +138,16 @@ def test_manifest_follows_the_shards_present(tmp_path):
     assert m["clips"] == 9 - lost and m["missing_shards"] == [1]
     # write_clips resumes: only the missing shard is written, the others are kept as they are
     kept = shards.shard_files(tmp_path)[0].stat().st_mtime_ns
-    m = shards.write_clips(tmp_path, recs, classes=["cls0", "cls1"], extractors=EXTRACTORS, num_shards=3)
+    m = shard_writer.write_clips(tmp_path, recs, classes=["cls0", "cls1"], extractors=EXTRACTORS, num_shards=3)
     assert m["clips"] == 9 and m["missing_shards"] == []
     assert shards.shard_files(tmp_path)[0].stat().st_mtime_ns == kept
 
 
 def test_mixed_folder_is_refused(tmp_path):
-    shards.write_clips(tmp_path, _records(4), classes=["cls0", "cls1"], extractors=EXTRACTORS, num_shards=2)
+    shard_writer.write_clips(tmp_path, _records(4), classes=["cls0", "cls1"], extractors=EXTRACTORS, num_shards=2)
     shards.shard_files(tmp_path)[1].unlink()
     with pytest.raises(DataError, match="differ in classes"):  # the rebuilt shard 1 has another class list
-        shards.write_clips(tmp_path, _records(4), classes=["cls0", "cls1", "cls2"], extractors=EXTRACTORS, num_shards=2)
+        shard_writer.write_clips(tmp_path, _records(4), classes=["cls0", "cls1", "cls2"], extractors=EXTRACTORS, num_shards=2)
     with pytest.raises(DataError, match="differ in classes"):
         shards.read_manifest(tmp_path)
     (tmp_path / "empty").mkdir()

@@ -23,7 +23,8 @@ from vgs_cli.checkpoint import load_checkpoint, save_checkpoint
 from vgs_cli.config.codebook import CodebookConfig, VQGANConfig
 from vgs_cli.config.transformer import PRESETS, TransformerConfig
 from vgs_cli.data.dataset import ShardDataset
-from vgs_cli.data.shards import ClipRecord, read_manifest, write_clips
+from vgs_cli.data.shard_writer import write_clips
+from vgs_cli.data.shards import ClipRecord, read_manifest
 from vgs_cli.errors import ConfigError, DataError, VgsError
 from vgs_cli.fsutil import file_sha256
 from vgs_cli.loading.models import check_codebook_match

@@ -245,7 +245,8 @@ def test_vocoder_errors_are_one_line_user_errors(tmp_path):
 # ------------------------------------------------------------------------------------------ CLI
 def _write_tone_shards(root):
     """3 train + 1 valid 10 s tone clips in the shard format (no visual features needed here)."""
-    from vgs_cli.data.shards import ClipRecord, write_clips
+    from vgs_cli.data.shard_writer import write_clips
+    from vgs_cli.data.shards import ClipRecord
 
     records = []
     for i, split in enumerate(["train", "train", "train", "valid"]):
@@ -258,7 +259,6 @@ def _write_tone_shards(root):
 @pytest.mark.slow
 def test_cli_train_vocoder_end_to_end(tmp_path):
     """`vgs train vocoder` on a small shard folder; the checkpoint it writes drives load_vocoder."""
-    pytest.importorskip("vgs_cli.train.runner")
     shards = _write_tone_shards(tmp_path / "shards")
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "vgs_cli", "train", "vocoder", "--data", str(shards), "--run", str(run),

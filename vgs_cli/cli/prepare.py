@@ -6,13 +6,12 @@ the shards in one folder and run `vgs prepare manifest OUT`.
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from vgs_cli.cli.prepare_config import folder_kwargs, prepare_config
 from vgs_cli.cli.prepare_options import (
     DEVICE,
     EXTRACTOR,
@@ -26,47 +25,11 @@ from vgs_cli.cli.prepare_options import (
     SHARD_INDEX,
     WEIGHTS,
 )
-from vgs_cli.errors import VgsError
 
 app = typer.Typer(no_args_is_help=True)
 
 OUT = typer.Option(..., "--out", "-o", help="Output dataset folder (shards, manifest.json, failures.jsonl).")
 PRESET = typer.Option(None, "--preset", "-p", help="vas, vggsound (ResNet-50, 224 px) or tiny (EfficientNet-Lite0, 128 px).")
-
-
-def _config(preset: str, extractors: list[str], image_size: Optional[int], mode: Optional[str], overrides: list[str]):
-    from vgs_cli.config.base import apply_overrides, preset_names
-    from vgs_cli.config.prepare import PRESETS
-
-    if preset not in PRESETS:
-        raise VgsError(f"unknown preset {preset!r} (choose {preset_names(PRESETS)})")
-    sets = list(overrides)
-    if extractors:
-        sets.append("extractors=" + "[" + ",".join(f'"{e}"' for e in extractors) + "]")
-    if image_size is not None:
-        sets.append(f"image_size={image_size}")
-    if mode is not None:
-        sets.append(f'mode="{mode}"')
-    return apply_overrides(PRESETS[preset], sets)
-
-
-def _weights(items: list[str], extractors: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep:
-            if len(extractors) != 1:
-                raise VgsError("with several extractors write --visual-weights NAME=PATH")
-            name, path = extractors[0], item
-        out[name] = path
-    return out
-
-
-def _common(cfg, weights: list[str], random_weights: bool, jobs: int, shard_index: Optional[int],
-            num_shards: Optional[int], quiet: bool, device: Optional[str] = None) -> dict:
-    return dict(visual_weights=_weights(weights, cfg.extractors), random_visual_weights=random_weights,
-                jobs=jobs, shard_index=shard_index, num_shards=num_shards, progress=not quiet, device=device,
-                command=shlex.join(["vgs", *sys.argv[1:]]), log=typer.echo)
 
 
 @app.command("folder")
@@ -81,9 +44,9 @@ def folder(src: Path = typer.Argument(..., help="Folder of videos (searched recu
     from vgs_cli.cli.info import print_shards
     from vgs_cli.prepare.folder import prepare_folder
 
-    cfg = _config(preset or "vas", extractor, image_size, mode, overrides)
+    cfg = prepare_config(preset or "vas", extractor, image_size, mode, overrides)
     manifest = prepare_folder(src, out, cfg, labels_csv=labels,
-                              **_common(cfg, visual_weights, random_visual_weights, jobs, shard_index, num_shards, quiet, device))
+                              **folder_kwargs(cfg, visual_weights, random_visual_weights, jobs, shard_index, num_shards, quiet, device))
     print_shards(out, manifest)
 
 
@@ -100,9 +63,9 @@ def synthetic(out: Path = OUT, clips: int = typer.Option(18, "--clips", min=1, h
     from vgs_cli.cli.info import print_shards
     from vgs_cli.prepare.folder import prepare_synthetic
 
-    cfg = _config(preset or "tiny", extractor, image_size, mode, overrides)
+    cfg = prepare_config(preset or "tiny", extractor, image_size, mode, overrides)
     manifest = prepare_synthetic(out, cfg, n_clips=clips, duration_s=duration, seed=seed, size=size,
-                                 **_common(cfg, visual_weights, random_visual_weights, jobs, shard_index, num_shards, quiet, device))
+                                 **folder_kwargs(cfg, visual_weights, random_visual_weights, jobs, shard_index, num_shards, quiet, device))
     print_shards(out, manifest)
 
 

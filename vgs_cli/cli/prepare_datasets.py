@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 import typer
 
+from vgs_cli.cli.prepare_config import folder_kwargs, prepare_config
 from vgs_cli.cli.prepare_options import (
     EXTRACTOR,
     IMAGE_SIZE,
@@ -58,11 +59,8 @@ class VideoOpts:
     def resolve(self, dataset: str, jobs: int, shard_index: Optional[int], num_shards: Optional[int],
                 quiet: bool) -> tuple[object, dict]:
         """(PrepareConfig, folder-pipeline keyword arguments), exactly as `vgs prepare folder` builds them."""
-        # Imported here: cli/prepare.py imports this module when it registers the commands.
-        from vgs_cli.cli.prepare import _common, _config
-
-        cfg = _config(self.preset or dataset, self.extractor, self.image_size, self.mode, self.overrides)
-        return cfg, _common(cfg, self.weights, self.random_weights, jobs, shard_index, num_shards, quiet)
+        cfg = prepare_config(self.preset or dataset, self.extractor, self.image_size, self.mode, self.overrides)
+        return cfg, folder_kwargs(cfg, self.weights, self.random_weights, jobs, shard_index, num_shards, quiet)
 
 
 def _echo(msg: str) -> None:

@@ -1,6 +1,6 @@
 """Writing shards: `ShardWriter` (one shard file, atomic) and `write_clips` (records -> a folder of shards).
 
-Split from `data/shards.py` for size; `shards.ShardWriter` / `shards.write_clips` still resolve here.
+Reading, naming and the manifest are in `data/shards.py`, which this module builds on (one direction).
 See `data/shards.py` for the on-disk layout these write.
 """
 
@@ -223,4 +223,3 @@ def write_clips(root: str | os.PathLike, records: Iterable[ClipRecord | tuple[st
         for w in writers.values():
             w.abort()  # no-op for closed writers
     return build_manifest(root)
-

@@ -20,7 +20,8 @@ Root attributes: `format`, `format_version`, `vgs_version`, `spec` (JSON of `SPE
 producer's other settings: loop/pad mode, ...), `command`, `created`. `open_shard` refuses a shard whose
 format or spectrogram settings differ from this vgs (`DataError`), so mels of another STFT never mix in.
 
-Writer API (also for code that already has features, e.g. the official VAS/VGGSound ingestion):
+Writer API (`data/shard_writer.py`; also for code that already has features, e.g. the official VAS/VGGSound
+ingestion):
 
     with ShardWriter(path, classes=[...], extractors={"resnet50": {"dim": 2048, ...}}) as w:
         w.add(ClipRecord(id=..., split="train", mel=mel, feats={"resnet50": f}, wav=wav, label=3))
@@ -305,14 +306,3 @@ def read_row(f, r: int, fields: tuple[str, ...], ids: list[str] | None = None,
         else:
             raise DataError(f"unknown shard field {name!r}")
     return out
-
-
-
-def __getattr__(name: str) -> Any:
-    """`ShardWriter` and `write_clips` live in `data/shard_writer.py` (kept apart for size); importing them
-    lazily from here avoids a circular import while `shards.write_clips(...)` keeps working."""
-    if name in ("ShardWriter", "write_clips"):
-        from vgs_cli.data import shard_writer
-
-        return getattr(shard_writer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

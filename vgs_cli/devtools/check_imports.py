@@ -9,7 +9,8 @@
 
 Every `import` in every file under vgs_cli (including imports inside functions, which are still
 dependencies) is resolved to an absolute module name and checked against FORBIDDEN. Exit 1 with one line
-per offender, 0 when clean. `--max-lines N` also fails on files longer than N lines.
+per offender, 0 when clean. Import cycles (a module importing, directly or through others, a module
+that imports it back) fail too. `--max-lines N` also fails on files longer than N lines.
 """
 
 from __future__ import annotations
@@ -110,6 +111,82 @@ def find_violations(root: Path) -> list[Violation]:
     return found
 
 
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """vgs_cli module -> the vgs_cli modules it imports (anywhere in the file; packages by their __init__)."""
+    root = Path(root)
+    paths = {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for mod, path in paths.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        graph[mod] = {t for _, t in imported_modules(tree, mod, path.name == "__init__.py") if t in paths and t != mod}
+    return graph
+
+
+def find_cycles(root: Path) -> list[list[str]]:
+    """Import cycles: for every group of modules that import each other (transitively), one closed path
+    `[a, b, ..., a]` through its first module. Tarjan's strongly connected components, iteratively."""
+    graph = import_graph(root)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[set[str]] = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.add(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    groups.append(group)
+    return sorted(_closed_path(graph, group) for group in groups)
+
+
+def _closed_path(graph: dict[str, set[str]], group: set[str]) -> list[str]:
+    """Shortest path from the group's first module back to itself, inside the group (breadth first)."""
+    first = min(group)
+    previous: dict[str, str] = {}
+    frontier = [first]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for child in sorted(graph[node] & group):
+                if child == first:
+                    path = [node]
+                    while path[-1] != first:
+                        path.append(previous[path[-1]])
+                    return [*reversed(path), first]
+                if child not in previous:
+                    previous[child] = node
+                    nxt.append(child)
+        frontier = nxt
+    return [first]
+
+
 def long_files(root: Path, max_lines: int) -> list[tuple[Path, int]]:
     """Files under `root` with more than `max_lines` lines, longest first."""
     counts = [(p, len(p.read_text(encoding="utf-8").splitlines())) for p in sorted(Path(root).rglob("*.py"))]
@@ -125,11 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     bad = find_violations(root)
     for v in bad:
         print(v)
+    cycles = find_cycles(root)
+    for cycle in cycles:
+        print(f"import cycle: {' -> '.join(cycle)}")
     long = long_files(root, args.max_lines) if args.max_lines > 0 else []
     for path, n in long:
         print(f"{path}: {n} lines (limit {args.max_lines})")
-    if bad or long:
-        print(f"{len(bad)} layering violation(s), {len(long)} over-long file(s)", file=sys.stderr)
+    if bad or cycles or long:
+        print(f"{len(bad)} layering violation(s), {len(cycles)} import cycle(s), {len(long)} over-long file(s)",
+              file=sys.stderr)
         return 1
     print(f"imports OK ({sum(1 for _ in root.rglob('*.py'))} files)")
     return 0

@@ -31,7 +31,7 @@ import numpy as np
 
 from vgs_cli.config.prepare import PrepareConfig
 from vgs_cli.config.spec import SPEC
-from vgs_cli.data import shards
+from vgs_cli.data import shard_writer, shards
 from vgs_cli.data.video import VIDEO_EXTS, list_videos
 from vgs_cli.errors import DataError, Interrupted, OutputError, VgsError
 from vgs_cli.fsutil import atomic_path, ensure_dir, write_json
@@ -257,8 +257,8 @@ def _make_shard(i: int, n: int, clips: list[SourceClip], out: Path, work_root: P
     kwargs = dict(extractors=meta["extractors"], mode=cfg.mode, work=str(work), weights=meta["weights"],
                   feature_batch=cfg.feature_batch, device=meta.get("device"), wav_dtype=cfg.wav_dtype)
     _run_jobs(todo, process_clip, kwargs, jobs, progress, desc=path.name)
-    with shards.ShardWriter(path, classes=meta["classes"], extractors=meta["extractors"], wav_dtype=cfg.wav_dtype,
-                            shard_index=i, num_shards=n, settings=meta["settings"], command=meta["command"]) as w:
+    with shard_writer.ShardWriter(path, classes=meta["classes"], extractors=meta["extractors"], wav_dtype=cfg.wav_dtype,
+                                  shard_index=i, num_shards=n, settings=meta["settings"], command=meta["command"]) as w:
         for clip in assigned:
             ok, fail = _piece_paths(work, clip.id)
             if ok.is_file():  # label/split from the current listing (a corrected labels.csv wins)

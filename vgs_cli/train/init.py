@@ -96,10 +96,10 @@ def init_config(module: Any, stage: str, init: InitSource, config_file: str | Pa
                 overrides: list[str] | tuple[str, ...]) -> Any:
     """The run's config: the checkpoint's, then `--config`, then `--set` (strict, as for a preset)."""
     from vgs_cli.config.base import apply_overrides
-    from vgs_cli.train.runner import _config_file_dict, _deep_merge
+    from vgs_cli.train.config_files import config_file_dict, deep_merge
 
     if init.stage != stage:
         raise VgsError(f"--init {init.path} is a {init.stage} checkpoint, not {stage}")
-    data = _deep_merge(init.config, _config_file_dict(config_file))
+    data = deep_merge(init.config, config_file_dict(config_file))
     cfg = module.CONFIG_CLASS.from_dict(data, where=f"--init {init.path} config")
     return apply_overrides(cfg, list(overrides))

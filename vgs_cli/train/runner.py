@@ -9,15 +9,15 @@ model or optimiser setting is refused instead of silently mixing two experiments
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from vgs_cli.config.base import apply_overrides, preset_names
-from vgs_cli.errors import ConfigError, DataError, VgsError
+from vgs_cli.errors import DataError, VgsError
 from vgs_cli.train import codebook, melception, transformer, vggishish, vocoder
 from vgs_cli.train import distributed as D
+from vgs_cli.train.config_files import config_file_dict, deep_merge, read_json
 from vgs_cli.train.init import InitSource, init_config, read_init
 from vgs_cli.train.trainer import Trainer
 from vgs_cli.train.trainer_utils import note
@@ -42,45 +42,13 @@ def stage_module(stage: str) -> ModuleType:
     return STAGE_MODULES[stage]
 
 
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise VgsError(f"{what} not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VgsError(f"{path}: cannot read {what} ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a {what} must be a JSON object")
-    return data
-
-
-def _config_file_dict(config_file: str | Path | None) -> dict[str, Any]:
-    if config_file is None:
-        return {}
-    data = _read_json(Path(config_file), "config file")
-    # A run folder's config.json (or a checkpoint-style dump) nests the stage config under "config".
-    return data["config"] if isinstance(data.get("config"), dict) and "stage" in data else data
-
-
 def new_config(module: Any, stage: str, preset: str | None, config_file: str | Path | None,
                overrides: list[str] | tuple[str, ...]) -> Any:
     presets = module.PRESETS
     preset = preset or "tiny"
     if preset not in presets:
         raise VgsError(f"unknown preset {preset!r} for {stage} (choose from {preset_names(presets)})")
-    data = _deep_merge(presets[preset].to_dict(), _config_file_dict(config_file))
+    data = deep_merge(presets[preset].to_dict(), config_file_dict(config_file))
     cfg = module.CONFIG_CLASS.from_dict(data, where=f"{stage} config")
     return apply_overrides(cfg, list(overrides))
 
@@ -98,7 +66,7 @@ def resumed_config(module: Any, stage: str, saved: dict[str, Any], config_file: 
     if saved.get("stage") not in (None, stage):
         raise VgsError(f"{run_dir} is a {saved.get('stage')!r} run, not {stage!r}; use another --run folder")
     base = module.CONFIG_CLASS.from_dict(saved["config"], where=f"{run_dir / 'config.json'}")
-    data = _deep_merge(base.to_dict(), _config_file_dict(config_file))
+    data = deep_merge(base.to_dict(), config_file_dict(config_file))
     cfg = apply_overrides(module.CONFIG_CLASS.from_dict(data, where=f"{stage} config"), list(overrides))
     allowed = {f"train.{f}" for f in RESUMABLE_FIELDS}
     changed = [d for d in _differences(base.to_dict(), cfg.to_dict()) if d not in allowed]
@@ -145,7 +113,7 @@ def _init_source(init: str | Path | None, stage: str, run_dir: Path,
     """(weights to start from, their record). A run folder with a checkpoint resumes: --init is not re-read,
     its recorded source is kept."""
     saved = run_dir / "config.json"
-    recorded = _read_json(saved, "run config").get("init") if saved.is_file() else None
+    recorded = read_json(saved, "run config").get("init") if saved.is_file() else None
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         if init is not None and is_main:
             note(f"note: {run_dir} already has checkpoints/last.ckpt: resuming it (--init {init} not re-read)")
@@ -161,7 +129,7 @@ def _resolve(module: Any, stage: str, preset: str | None, run_dir: Path, config_
     """(config, preset name) for a new run or for resuming the one in `run_dir`."""
     saved_path = run_dir / "config.json"
     has_ckpt = (run_dir / "checkpoints" / "last.ckpt").is_file()
-    saved = _read_json(saved_path, "run config") if saved_path.is_file() else None
+    saved = read_json(saved_path, "run config") if saved_path.is_file() else None
     D.barrier()
     if require_resume and not has_ckpt:
         raise VgsError(f"--resume: {run_dir} has no checkpoints/last.ckpt to resume from")

@@ -32,9 +32,9 @@ import numpy as np
 
 from vgs_cli.config.spec import SPEC
 from vgs_cli.data.safe_pickle import load_array
+from vgs_cli.data.shard_writer import ShardWriter
 from vgs_cli.data.shards import (
     ClipRecord,
-    ShardWriter,
     build_manifest,
     shard_files,
     shard_info,
