@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError
 from vgs_cli.fsutil import atomic_path
 
-SAMPLE_RATE = 22050
+SAMPLE_RATE = SPEC.sample_rate  # the spectrogram's rate (config/spec.py): one definition
 # Container formats by suffix: atomic writes go to a `.tmp` file, so ffmpeg cannot guess from the name.
 _MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".m4a": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
            ".avi": "avi"}

@@ -18,6 +18,7 @@ from vgs_cli.errors import CheckpointError
 from vgs_cli.loading.models import load_state_strict
 from vgs_cli.train import distributed as D
 from vgs_cli.train.trainer_utils import note, rng_state, seed_everything, set_rng_state
+from vgs_cli.train.trainer_view import TrainerView
 
 
 def task_extra(task: Any) -> dict[str, Any]:
@@ -26,7 +27,7 @@ def task_extra(task: Any) -> dict[str, Any]:
     return dict(fn() or {}) if callable(fn) else {}
 
 
-def train_state(t: Any) -> dict[str, Any]:
+def train_state(t: TrainerView) -> dict[str, Any]:
     """Trainer `t`'s resumable state. Collective: every rank must call it (RNG states are gathered)."""
     return {
         "step": t.step, "epoch": t.epoch, "batch_in_epoch": t.batch_in_epoch,
@@ -39,7 +40,7 @@ def train_state(t: Any) -> dict[str, Any]:
     }
 
 
-def restore(t: Any, path: Path) -> None:
+def restore(t: TrainerView, path: Path) -> None:
     """Load `path` (a last.ckpt of the task's stage) into trainer `t`: weights, optimisers, schedules,
     scalers, best value, position in the data and this rank's RNG streams."""
     ckpt = load_checkpoint(path, stage=t.task.stage)

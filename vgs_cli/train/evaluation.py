@@ -16,16 +16,14 @@ from torch.utils.data import DataLoader
 
 from vgs_cli.train import distributed as D
 from vgs_cli.train.trainer_utils import preserved_rng, to_device
+from vgs_cli.train.trainer_view import TrainerView
 
 
-def validate(trainer: Any) -> dict[str, float]:
+def validate(trainer: TrainerView) -> dict[str, float]:
     """Run `task.eval_step` over the valid split (its first `train.eval_batches` batches when > 0, split
     over the ranks) and return the metrics, identical on every rank. `{}` without validation data."""
     task, env, cfg = trainer.task, trainer.env, trainer.cfg
-    if not hasattr(trainer, "_valid_ds"):  # built once per run, like the training set
-        get = getattr(task, "valid_dataset", None)
-        trainer._valid_ds = get() if callable(get) else None
-    ds = trainer._valid_ds
+    ds = trainer.valid.get()
     if ds is None or len(ds) == 0:
         return {}
     # eval_batches counts batches of the whole split, so N processes see the same samples as one process

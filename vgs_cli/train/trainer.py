@@ -43,6 +43,7 @@ from vgs_cli.train.trainer_utils import (
     seed_everything,
     to_device,
 )
+from vgs_cli.train.trainer_view import ValidSet
 
 
 class NonFiniteLoss(VgsError):
@@ -112,6 +113,7 @@ class Trainer:
         self.best: float | None = None
         self.stale = 0  # validations since the last improvement (early stopping: train.patience)
         self.last_valid: dict[str, float] = {}
+        self.valid = ValidSet(task)  # the valid split, built at the first validation
         self.last_train: dict[str, float] = {}
         self.saved_last = False
         self.grad_norms: dict[str, list[torch.Tensor]] = {}
