@@ -83,7 +83,12 @@ def test_kid_identical_is_about_zero_and_shifted_is_clearly_positive():
     shift_mean, shift_std = kid(x, x + 0.5, subsets=20, subset_size=100)
     assert shift_mean > 0.1
     assert abs(same_mean) < 0.1 * shift_mean  # subset noise only (~0.05 here vs ~0.94)
-    assert shift_std >= 0 and same_std >= 0
+    # the std is over the subsets' MMD^2 values, drawn as kid draws them (fakes first, one seeded stream)
+    rng = np.random.RandomState(2020)
+    per_subset = [polynomial_mmd2(x[rng.choice(300, 100, replace=False)], (x + 0.5)[rng.choice(300, 100, replace=False)])
+                  for _ in range(20)]
+    assert shift_std == pytest.approx(np.std(per_subset), rel=1e-9) and shift_std > 0
+    assert 0 < same_std < 0.1 * shift_mean  # different subsets of the same set still differ a little
     # seeded: the same call gives the same numbers; subset size is capped by the set size
     assert kid(x, x + 0.5, subsets=20, subset_size=100) == (shift_mean, shift_std)
     assert math.isfinite(kid(x[:50], x[:40] + 0.5, subsets=3, subset_size=1000)[0])
