@@ -1,9 +1,14 @@
 """Video frames in and out through ffmpeg pipes: constant-rate decoding, 10 s clip fitting, mp4 writing.
 
 `read_frames` resamples any source (24, 25, 29.97, 60 fps or variable) to the paper's 21.5 fps with ffmpeg's
-`fps` filter using `round=up`: output frame k is then the source frame on screen at time k / 21.5 s (the last
-source frame whose timestamp is <= k / 21.5). The default `round=near` would pick the frame on screen half an
-output period later.
+`fps` filter. Two frame paths (`frame_path`, recorded in the extractor settings of every shard):
+- "ffmpeg" (vgs's own, EfficientNet-Lite0): `round=up`, so output frame k is the source frame on screen at
+  k / 21.5 s; resized by ffmpeg's bicubic scaler inside the decoder.
+- "reference" (ResNet-50, the paper's features): what the reference did. It re-encoded each video with
+  `-vf fps=21.5` (default rounding, `round=near`; a 6.01-s 29.97-fps clip gives 129 frames, round=up 130),
+  then torchvision's PIL path: `Resize(256)` = Pillow bilinear WITH antialiasing, short side to 256 and the
+  long side `int(256 * long / short)`, then `CenterCrop` (done by the extractor). Frames are decoded at
+  source size and resized one by one with Pillow itself, so they equal Pillow's output exactly.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError
 from vgs_cli.fsutil import atomic_path
 
+FRAME_PATHS = ("ffmpeg", "reference")
 # The file suffixes every stage treats as video (prepare folder/vas/vggsound, generate's batch mode).
 VIDEO_EXTS = (".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts")
 
@@ -51,6 +57,24 @@ def output_size(width: int, height: int, size: tuple[int, int] | None = None,
     return h, w
 
 
+def reference_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """`(H, W)` of torchvision's `Resize(short_side)`: the short side becomes `short_side`, the long side
+    `int(short_side * long / short)` (truncated, where `output_size` rounds)."""
+    if width <= height:
+        return int(short_side * height / width), int(short_side)
+    return int(short_side), int(short_side * width / height)
+
+
+def pil_bilinear(frame: np.ndarray, h: int, w: int) -> np.ndarray:
+    """`uint8[H0, W0, 3] -> uint8[h, w, 3]` with Pillow's bilinear filter (antialiased: its support widens by
+    the downscale factor), i.e. torchvision's `Resize` on a PIL image."""
+    from PIL import Image
+
+    if frame.shape[:2] == (h, w):
+        return frame
+    return np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR))
+
+
 def _read_exactly(stream, buf: memoryview) -> int:
     """Fill `buf` from `stream`; returns the bytes read (fewer only at end of stream)."""
     got = 0
@@ -62,14 +86,17 @@ def _read_exactly(stream, buf: memoryview) -> int:
     return got
 
 
-def _decode_raw(cmd: list[str], h: int, w: int, capacity: int) -> tuple[np.ndarray, int, str]:
-    """Run an ffmpeg command writing rgb24 frames to stdout: `-> (uint8[N, h, w, 3], returncode, stderr)`.
+def _decode_raw(cmd: list[str], h: int, w: int, capacity: int,
+                resize: tuple[int, int] | None = None) -> tuple[np.ndarray, int, str]:
+    """Run an ffmpeg command writing `h x w` rgb24 frames to stdout: `-> (uint8[N, h, w, 3], returncode, stderr)`.
 
     Frames are read straight into a preallocated array (grown when the estimate was short), so a long
-    clip costs one copy of its pixels, not two.
+    clip costs one copy of its pixels, not two. `resize=(H, W)`: each frame is read into a scratch buffer
+    and resized with Pillow (`pil_bilinear`) into `uint8[N, H, W, 3]`, so full-size frames never pile up.
     """
     frame_bytes = h * w * 3
-    out = np.empty((max(capacity, 1), h, w, 3), dtype=np.uint8)
+    scratch = np.empty((h, w, 3), dtype=np.uint8) if resize else None
+    out = np.empty((max(capacity, 1), *(resize or (h, w)), 3), dtype=np.uint8)
     n = 0
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty stderr cannot block the decoder
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
@@ -77,9 +104,11 @@ def _decode_raw(cmd: list[str], h: int, w: int, capacity: int) -> tuple[np.ndarr
             while True:
                 if n == len(out):
                     out = np.concatenate([out, np.empty_like(out)])
-                got = _read_exactly(proc.stdout, memoryview(out[n].reshape(-1)))
+                got = _read_exactly(proc.stdout, memoryview((out[n] if scratch is None else scratch).reshape(-1)))
                 if got < frame_bytes:
                     break
+                if scratch is not None:
+                    out[n] = pil_bilinear(scratch, *resize)
                 n += 1
         finally:
             proc.stdout.close()
@@ -90,18 +119,32 @@ def _decode_raw(cmd: list[str], h: int, w: int, capacity: int) -> tuple[np.ndarr
 
 
 def read_frames(path: str | os.PathLike, fps: float = SPEC.fps, size: tuple[int, int] | None = None,
-                short_side: int | None = None, max_duration_s: float | None = None) -> np.ndarray:
+                short_side: int | None = None, max_duration_s: float | None = None,
+                frame_path: str = "ffmpeg") -> np.ndarray:
     """Decode the first video stream at a constant `fps`: `-> uint8[N, H, W, 3]` RGB.
 
     `size=(H, W)` resizes exactly, `short_side=s` keeps the aspect ratio, neither keeps the source size
-    (after the display rotation). `max_duration_s` keeps only the first seconds: ceil(t * fps) frames.
+    (after the display rotation). `max_duration_s` keeps only the first seconds: at most ceil(t * fps)
+    frames. `frame_path`: "ffmpeg" or "reference" (frame choice and resizing; see the module docstring).
     """
+    if frame_path not in FRAME_PATHS:
+        raise DataError(f"unknown frame path {frame_path!r} (use {' or '.join(FRAME_PATHS)})")
     path = Path(path)
     info = probe(path)
     if not info.has_video or not info.width or not info.height:
         raise DataError(f"{path} has no video stream")
-    h, w = output_size(info.width, info.height, size, short_side)
-    vf = f"fps=fps={fps_fraction(fps)}:round=up,scale={w}:{h}:flags=bicubic"
+    resize = None
+    if frame_path == "reference":  # decode at source size, Pillow resizes each frame
+        h, w = info.height, info.width
+        output_size(w, h, size, short_side)  # the same argument checks
+        if size is not None:
+            resize = (int(size[0]), int(size[1]))
+        elif short_side is not None:
+            resize = reference_size(w, h, int(short_side))
+        vf = f"fps=fps={fps_fraction(fps)}"
+    else:
+        h, w = output_size(info.width, info.height, size, short_side)
+        vf = f"fps=fps={fps_fraction(fps)}:round=up,scale={w}:{h}:flags=bicubic"
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", file_arg(path), "-map", "0:v:0",
            "-an", "-sn", "-dn", "-vf", vf]
     n_max = None
@@ -112,7 +155,7 @@ def read_frames(path: str | os.PathLike, fps: float = SPEC.fps, size: tuple[int,
         cmd += ["-frames:v", str(n_max)]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     estimate = n_max or math.ceil((info.duration_s or 10.0) * fps) + 2
-    frames, rc, stderr = _decode_raw(cmd, h, w, estimate)
+    frames, rc, stderr = _decode_raw(cmd, h, w, estimate, resize)
     if rc != 0 and len(frames) == 0:
         raise DataError(f"cannot decode video {path}: {last_error_line(stderr)}")
     if len(frames) == 0:

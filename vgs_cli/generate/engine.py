@@ -206,9 +206,10 @@ def _stream_copy_duration(path: str | os.PathLike, fps: float | None = None) -> 
 def video_features(bundle: Bundle, path: str | os.PathLike, visual_weights: str | None = None) -> np.ndarray:
     """`float32[L, D]`: features of every frame at 21.5 fps (as `prepare` computes them)."""
     from vgs_cli.data.video import read_frames
+    from vgs_cli.loading.extractors import frame_path
 
     ext = extractor_for(bundle, visual_weights)
-    frames = read_frames(path, short_side=ext.settings["resize_short"])
+    frames = read_frames(path, short_side=ext.settings["resize_short"], frame_path=frame_path(ext.settings))
     return ext(frames)
 
 

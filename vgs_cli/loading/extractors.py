@@ -8,6 +8,9 @@
 
 Every extractor resizes the short side to `round(image_size * 256 / 224)` and centre-crops `image_size`
 (the ImageNet evaluation crop), so a smaller `image_size` is a faster, coarser view of the same frame.
+ResNet-50 takes the reference's frame path (`frame_path: "reference"` in its settings: ffmpeg's default
+fps rounding, Pillow bilinear resize, torchvision's crop offsets; see `data/video.py`); EfficientNet-Lite0
+keeps vgs's faster ffmpeg path, which its models were trained with.
 Frames that repeat (a short clip looped to 10 s, a still picture) are run through the network once.
 Settings (incl. the weights' SHA-256, or `random_weights: true`) are stored in every shard.
 """
@@ -85,10 +88,12 @@ class ExtractorSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     default_image_size: int = 224
+    frame_path: str = "ffmpeg"  # data/video.py FRAME_PATHS: how frames are picked and resized
 
 
 REGISTRY: dict[str, ExtractorSpec] = {
-    "resnet50": ExtractorSpec("resnet50", 2048, _resnet50, _resnet50_weights, IMAGENET_MEAN, IMAGENET_STD),
+    "resnet50": ExtractorSpec("resnet50", 2048, _resnet50, _resnet50_weights, IMAGENET_MEAN, IMAGENET_STD,
+                              frame_path="reference"),
     "efficientnet_lite0": ExtractorSpec("efficientnet_lite0", 1280, _efficientnet_lite0, _efficientnet_lite0_weights,
                                         TF_LITE_MEAN, TF_LITE_STD),
 }
@@ -98,6 +103,26 @@ def get_spec(name: str) -> ExtractorSpec:
     if name not in REGISTRY:
         raise VgsError(f"unknown visual feature extractor {name!r} (available: {', '.join(REGISTRY)})")
     return REGISTRY[name]
+
+
+def frame_path(settings: dict[str, Any]) -> str:
+    """The frame path features with these settings were made with: the recorded one; else "reference" for
+    the official features and transformers (made by the reference), else vgs's older default "ffmpeg"."""
+    if settings.get("frame_path"):
+        return str(settings["frame_path"])
+    return "reference" if str(settings.get("source", "")).startswith("official") else "ffmpeg"
+
+
+def center_crop(frames: np.ndarray, size: int, path: str = "ffmpeg") -> np.ndarray:
+    """`uint8[N, H, W, 3] -> uint8[N, size, size, 3]` (contiguous), the centre `size` x `size` square. On the
+    reference path the offsets are torchvision's CenterCrop ones, round((H - size) / 2) with Python's
+    half-to-even rounding (one pixel further than `//` when H - size is odd)."""
+    _, h, w, _ = frames.shape
+    if path == "reference":
+        top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    else:
+        top, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(frames[:, top : top + size, left : left + size])
 
 
 def resize_short_side(image_size: int) -> int:
@@ -122,6 +147,8 @@ def extractor_settings(name: str, image_size: int | None = None, weights: str | 
         "dim": spec.dim, "image_size": size, "resize_short": resize_short_side(size),
         "mean": list(spec.mean), "std": list(spec.std), "random_weights": bool(random_weights),
     }
+    if spec.frame_path != "ffmpeg":  # absent = "ffmpeg", so shards made before the key existed still match
+        settings["frame_path"] = spec.frame_path
     if random_weights:
         settings.update(weights=f"random (seed {RANDOM_SEED})", weights_sha256=None)
         return settings, None
@@ -214,8 +241,7 @@ class FeatureExtractor:
         _, h, w, _ = frames.shape
         if h < s or w < s:
             raise VgsError(f"frames of {h}x{w} are smaller than the {s}px crop")
-        top, left = (h - s) // 2, (w - s) // 2
-        x = torch.from_numpy(np.ascontiguousarray(frames[:, top : top + s, left : left + s]))
+        x = torch.from_numpy(center_crop(frames, s, frame_path(self.settings)))
         x = x.to(self.device).permute(0, 3, 1, 2).to(torch.float32) / 255.0
         return (x - self.mean) / self.std
 

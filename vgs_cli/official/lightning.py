@@ -130,6 +130,7 @@ def extractor_settings(name: str) -> dict[str, Any]:
         return {"dim": spec.dim, "image_size": size, "resize_short": resize_short_side(size),
                 "mean": list(spec.mean), "std": list(spec.std), "random_weights": False, "weights": RESNET50_FILE,
                 "weights_sha256_prefix": RESNET50_FILE.split("-")[1].split(".")[0], "fps": SPEC.fps,
+                "frame_path": spec.frame_path,
                 "source": "official SpecVQGAN transformer"}
     if name == "bninception":
         return {"dim": 2048, "model": "TSN BN-Inception RGB (1024) + flow (1024), RegNet", "fps": SPEC.fps,
