@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from vgs_cli.errors import VgsError
+from vgs_cli.loading.models import peek_checkpoint
 from vgs_cli.official import registry
 
 Log = Callable[[str], None]
@@ -44,13 +43,8 @@ def transformer_entry(name: str) -> registry.Entry:
 
 def official_run(path: Path) -> str | None:
     """The official run a vgs checkpoint was imported from (memory-mapped: no tensor is read), else None."""
-    if not path.is_file():
-        return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return None
-    official = (ckpt.get("extra") or {}).get("official") if isinstance(ckpt, dict) else None
+    ckpt = peek_checkpoint(path) if path.is_file() else None
+    official = (ckpt.get("extra") or {}).get("official") if ckpt is not None else None
     return official.get("run") if isinstance(official, dict) else None
 
 

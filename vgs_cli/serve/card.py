@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from vgs_cli.generate.engine import Bundle
+from vgs_cli.loading.models import peek_checkpoint
 
 # stage -> the config module whose PRESETS a checkpoint's model config is compared against
 _PRESET_MODULES = {"codebook": "vgs_cli.config.codebook", "transformer": "vgs_cli.config.transformer",
@@ -17,7 +16,7 @@ _PRESET_MODULES = {"codebook": "vgs_cli.config.codebook", "transformer": "vgs_cl
 
 def _peek(path: Path) -> dict[str, Any]:
     """The checkpoint's header without reading its tensors (memory-mapped)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    ckpt = peek_checkpoint(path) or {}
     return {k: ckpt.get(k) for k in ("stage", "config", "extra", "vgs_version")}
 
 
