@@ -174,7 +174,7 @@ def generate_shards(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOpt
             raise DataError("a class-conditioned transformer needs labelled clips")
         gen = torch.Generator(device=bundle.device).manual_seed(unit_seed(opts.seed, u))
         codes = sample_codes(bundle, feats, steps, opts, labels=labels, generator=gen)
-        mel, wav = codes_to_audio(bundle, codes, steps * 16 * SPEC.hop_length)
+        mel, wav = codes_to_audio(bundle, codes, steps * bundle.gpt.cfg.mel_frames_per_column * SPEC.hop_length)
         for b, it in enumerate(items):
             if not is_done(out_dir, it["id"], n):  # a unit cut short: write only what is missing
                 _save(out_dir, it["id"], mel[b * n:(b + 1) * n], wav[b * n:(b + 1) * n])
