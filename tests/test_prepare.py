@@ -133,7 +133,7 @@ def test_shard_index_splits_the_work_across_machines(src, tmp_path):
     assert sorted(seen) == sorted([*GOOD, "silent", "dog/broken", "cat/voice"])  # each clip exactly once
     with pytest.raises(DataError, match="3-shard"):
         prepare.prepare_folder(src, out, CFG, num_shards=2, **QUIET)
-    with pytest.raises(DataError, match="other extractors"):
+    with pytest.raises(DataError, match=r"other extractor settings \(\S+ image_size: \d+ there, 48 here\)"):
         prepare.prepare_folder(src, out, CFG.replace(image_size=48), **QUIET)
 
 
