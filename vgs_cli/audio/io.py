@@ -18,7 +18,7 @@ import numpy as np
 
 from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError
-from vgs_cli.fsutil import atomic_path
+from vgs_cli.fsutil import atomic_path, raise_output_error
 
 SAMPLE_RATE = SPEC.sample_rate  # the spectrogram's rate (config/spec.py): one definition
 # Container formats by suffix: atomic writes go to a `.tmp` file, so ffmpeg cannot guess from the name.
@@ -225,6 +225,7 @@ def mux_audio(video_path: str | os.PathLike, wav_path: str | os.PathLike, out_pa
             "-y", "-i", file_arg(video_path), "-i", file_arg(wav_path), "-map", "0:v:0", "-map", "1:a:0",
             "-c:v", "copy", "-c:a", "aac", "-b:a", bitrate, "-shortest", "-f", muxer_for(out_path), file_arg(tmp),
         ])
-        if proc.returncode != 0:
+        if proc.returncode != 0:  # ffmpeg's text may say the output is the problem (disk full, read-only)
+            raise_output_error(RuntimeError(last_error_line(proc.stderr)), out_path)
             raise DataError(f"cannot mux {wav_path} into {video_path}: {last_error_line(proc.stderr)}")
     return out_path
