@@ -89,7 +89,8 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if debug:
             raise
-        err = output_error(exc, getattr(exc, "filename", None) or "the output") if isinstance(exc, OSError) else None
+        # an OSError no layer named (it carries the file it was about, when there is one)
+        err = output_error(exc, exc.filename) if isinstance(exc, OSError) and exc.filename else None
         typer.echo(f"error: {err}" if err else
                    f"error: {type(exc).__name__}: {exc} (set VGS_DEBUG=1 for a traceback)", err=True)
         sys.exit(err.exit_code if err else 1)

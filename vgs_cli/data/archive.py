@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from vgs_cli.errors import DataError
+from vgs_cli.fsutil import raise_output_error
 
 
 def _safe_name(name: str, archive: Path) -> PurePosixPath | None:
@@ -77,6 +78,9 @@ def unpack(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
         os.replace(tmp, dest)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{archive}: corrupt archive ({exc})") from None
+    except OSError as exc:  # a full disk while unpacking: one line naming the destination
+        raise_output_error(exc, dest)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest

@@ -33,7 +33,7 @@ from typing import Callable, Iterator, Optional
 
 from vgs_cli import __version__
 from vgs_cli.errors import VgsError
-from vgs_cli.fsutil import write_json
+from vgs_cli.fsutil import raise_output_error, write_json
 
 Progress = Callable[[int, Optional[int]], None]  # (bytes on disk, total bytes or None)
 
@@ -226,13 +226,17 @@ def _attempt(url: str, part: Path, meta: Path, offset: int, info: dict, timeout:
             offset = 0
         write_json(meta, {"url": url, "etag": resp.headers.get("ETag"),
                           "last_modified": resp.headers.get("Last-Modified"), "total": total})
-        with open(part, "ab" if append else "wb") as fh:
-            received = offset
-            while block := resp.read(chunk_size):
-                fh.write(block)
-                received += len(block)
-                if progress is not None:
-                    progress(received, total)
+        received = offset
+        try:
+            with open(part, "ab" if append else "wb") as fh:
+                while block := resp.read(chunk_size):
+                    fh.write(block)
+                    received += len(block)
+                    if progress is not None:
+                        progress(received, total)
+        except OSError as exc:  # a full disk is not a network error to retry: one line, the .part is kept
+            raise_output_error(exc, part.with_suffix(""))
+            raise
     if total is None:
         return True  # no length announced: a clean end of stream is all we can check (checksum follows)
     if received > total:
