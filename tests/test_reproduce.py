@@ -105,7 +105,7 @@ def test_reproduce_end_to_end_from_a_mirror(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(registry, "entries", lambda: entries)  # the real rows, with the test files' MD5s
     data, out, models = _shards(tmp_path / "data"), tmp_path / "out", tmp_path / "models"
     args = ["reproduce", NAME, "--data", str(data), "-o", str(out), "--models", str(models), "--limit", "2",
-            "--samples", "3", "--device", "cpu"]
+            "--samples", "2", "--device", "cpu"]
     with serve({f"/pub/{k}": v for k, v in files.items()}) as srv:
         monkeypatch.setenv(registry.BASE_ENV, srv.url("/pub"))
         code = _vgs(monkeypatch, *args)
@@ -115,18 +115,18 @@ def test_reproduce_end_to_end_from_a_mirror(tmp_path, monkeypatch, capsys):
         assert fetched >= 4
 
         r = json.loads((out / "reproduce.json").read_text())
-        assert r["partial"] and r["partial_reason"] == "first 2 of 3 clips; 3 sample(s) per clip instead of 10"
-        assert r["split"] == "valid" and r["clips"] == 2 and r["eval"]["n_fake"] == 6 and r["eval"]["n_real"] == 3
+        assert r["partial"] and r["partial_reason"] == "first 2 of 3 clips; 2 sample(s) per clip instead of 10"
+        assert r["split"] == "valid" and r["clips"] == 2 and r["eval"]["n_fake"] == 4 and r["eval"]["n_real"] == 3
         assert r["paper"] == {"fid": "22.6*", "mkl": "5.8*"} and sorted(r["fetched"]) == sorted([NAME, "melgan",
                                                                                                 "melception"])
         rows = {row["metric"]: row for row in r["table"]}
         assert rows["FID"]["ours"] == r["metrics"]["fid"] and math.isfinite(rows["FID"]["ours"])
         assert rows["MKL"]["difference"] == pytest.approx(r["metrics"]["mkl"] - 5.8)
-        assert r["eval"]["n_fake_matched"] == 6  # every sample paired with its own real clip
+        assert r["eval"]["n_fake_matched"] == 4  # every sample paired with its own real clip
         table = printed.out
         assert "FID" in table and "22.6*" in table and "5.8*" in table and "PARTIAL RUN" in table
         assert f"{rows['FID']['ours']:.4f}" in table
-        assert len(list((out / "samples").rglob("*_sample_*.npy"))) == 6
+        assert len(list((out / "samples").rglob("*_sample_*.npy"))) == 4
         assert (models / registry.find(NAME).run / "transformer.ckpt").is_file()
 
         code = _vgs(monkeypatch, *args)  # everything is there: no request, no new sample, same numbers
@@ -135,3 +135,23 @@ def test_reproduce_end_to_end_from_a_mirror(tmp_path, monkeypatch, capsys):
         assert len(srv.requests) == fetched and "2 to generate" not in again.out and "0 to generate" in again.out
         r2 = json.loads((out / "reproduce.json").read_text())
         assert r2["fetched"] == [] and r2["metrics"] == r["metrics"]
+
+
+def test_models_already_imported_by_vgs_download_are_used_as_they_are(tmp_path):
+    """`vgs download -o MODELS` puts the files straight into MODELS: found by their recorded official run;
+    a transformer of another run is not taken (it is fetched: here from a mirror without it, an error)."""
+    from vgs_cli.checkpoint import save_checkpoint
+    from vgs_cli.reproduce.models import find_or_fetch, official_run
+
+    run = registry.find(NAME).run
+    files = {"transformer.ckpt": run, "codebook.ckpt": run, "vocoder.ckpt": registry.find("melgan").run,
+             "melception.ckpt": registry.find("melception").run}
+    for name, official in files.items():
+        save_checkpoint(tmp_path / name, stage=name.split(".")[0], config={}, state_dict={"w": torch.zeros(1)},
+                        extra={"official": {"run": official}})
+    assert official_run(tmp_path / "vocoder.ckpt") == "melgan_netG.pt" and official_run(tmp_path / "none") is None
+    found = find_or_fetch(NAME, tmp_path, base_url="http://127.0.0.1:9", log=lambda m: None)
+    assert found.fetched == () and found.transformer == tmp_path / "transformer.ckpt"
+    assert (found.vocoder, found.melception) == (tmp_path / "vocoder.ckpt", tmp_path / "melception.ckpt")
+    with serve({}) as srv, pytest.raises(VgsError, match="404"):
+        find_or_fetch("vas_a_nofeats", tmp_path, base_url=srv.base, log=lambda m: None)
