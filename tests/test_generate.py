@@ -68,6 +68,26 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vgs_cli", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.fixture
+def vgs(monkeypatch, capsys):
+    """`vgs ARGS...` in this process (what `python -m vgs_cli` runs, without a new interpreter importing torch
+    again): -> CompletedProcess with the exit code and the captured stdout/stderr."""
+    from vgs_cli.cli.app import main
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["vgs", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return call
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     return build_models(tmp_path_factory.mktemp("models"))
@@ -80,7 +100,7 @@ def bundle(models):
     return load_bundle(resolve_models(models), vocoder="melgan", device="cpu")
 
 
-@pytest.mark.parametrize("seconds", [3.0, 10.0, 25.0])
+@pytest.mark.parametrize("seconds", [3.0, 10.0, pytest.param(25.0, marks=pytest.mark.slow)])
 def test_output_is_as_long_as_the_video(bundle, tmp_path, seconds):
     from vgs_cli.generate.batch import generate_video
     from vgs_cli.generate.engine import GenerateOptions
@@ -124,13 +144,13 @@ def test_cli_mux_and_spectrogram(models, tmp_path):
     assert png.stat().st_size > 1000
 
 
-def test_batch_mode_on_a_folder_resumes(models, tmp_path):
+def test_batch_mode_on_a_folder_resumes(models, tmp_path, vgs):
     src = tmp_path / "videos"
     src.mkdir()
     for i, secs in enumerate([1.5, 2.0]):
         make_video(src / f"clip{i}.mp4", secs)
     out = tmp_path / "gen"
-    proc = run_cli("generate", str(src), "-o", str(out), "--model", str(models), "--samples", "2")
+    proc = vgs("generate", str(src), "-o", str(out), "--model", str(models), "--samples", "2")
     assert proc.returncode == 0, proc.stderr
     files = sorted(p.name for p in out.glob("*.wav"))
     assert files == ["clip0_sample_0.wav", "clip0_sample_1.wav", "clip1_sample_0.wav", "clip1_sample_1.wav"]
@@ -138,7 +158,7 @@ def test_batch_mode_on_a_folder_resumes(models, tmp_path):
     assert mel.shape[0] == 80 and 0.0 <= mel.min() and mel.max() <= 1.0
     stamp = (out / "clip1_sample_1.wav").stat().st_mtime_ns
     (out / "clip0_sample_1.wav").unlink()  # as if interrupted
-    proc = run_cli("generate", str(src), "-o", str(out), "--model", str(models), "--samples", "2")
+    proc = vgs("generate", str(src), "-o", str(out), "--model", str(models), "--samples", "2")
     assert proc.returncode == 0, proc.stderr
     assert "generated 1" in proc.stdout
     assert (out / "clip0_sample_1.wav").is_file()
@@ -152,30 +172,32 @@ def _one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
     assert needle in lines[0], lines[0]
 
 
-def test_errors_are_one_line(models, tmp_path):
+def test_errors_are_one_line(models, tmp_path, vgs):
+    """Each failure is one `error:` line (main()'s error path, run in this process; the real command runs in
+    test_cli_mux_and_spectrogram)."""
     good = make_video(tmp_path / "ok.mp4", 1.0)
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video at all" * 100)
-    _one_line_error(run_cli("generate", str(bad), "-o", str(tmp_path / "o.wav"), "--model", str(models)),
+    _one_line_error(vgs("generate", str(bad), "-o", str(tmp_path / "o.wav"), "--model", str(models)),
                     "broken.mp4")
     audio_only = tmp_path / "audio.wav"
     import soundfile as sf
 
     sf.write(audio_only, np.zeros(22050, np.float32), 22050)
-    _one_line_error(run_cli("generate", str(audio_only), "-o", str(tmp_path / "o.wav"), "--model", str(models)),
+    _one_line_error(vgs("generate", str(audio_only), "-o", str(tmp_path / "o.wav"), "--model", str(models)),
                     "no video stream")
     partial = tmp_path / "partial"
     partial.mkdir()
     for name in ("codebook.ckpt", "transformer.ckpt"):
         (partial / name).write_bytes((models / name).read_bytes())
-    _one_line_error(run_cli("generate", str(good), "-o", str(tmp_path / "o.wav"), "--model", str(partial)),
+    _one_line_error(vgs("generate", str(good), "-o", str(tmp_path / "o.wav"), "--model", str(partial)),
                     "missing a vocoder")
     other = build_models(tmp_path / "other", seed=1)
-    _one_line_error(run_cli("generate", str(good), "-o", str(tmp_path / "o.wav"), "--model", str(models),
-                            "--codebook", str(other / "codebook.ckpt")), "not the codebook")
+    _one_line_error(vgs("generate", str(good), "-o", str(tmp_path / "o.wav"), "--model", str(models),
+                        "--codebook", str(other / "codebook.ckpt")), "not the codebook")
 
 
-@pytest.mark.parametrize("condition", ["feats", "none"])
+@pytest.mark.parametrize("condition", [pytest.param("feats", marks=pytest.mark.slow), "none"])  # "none": the regression
 def test_batch_mode_on_shards_writes_every_clip(tiny_shards, tmp_path, condition):
     """Every test clip gets all its samples (an unconditioned model has no condition tensor to size the batch
     by: this once wrote only the first clip of each batch), mels of the model's 848 frames."""

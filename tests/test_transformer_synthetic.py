@@ -36,7 +36,9 @@ CLIPS, SIZE, CODEBOOK_STEPS, STEPS = 480, 64, 400, 400
 def synthetic_run(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cond_margin")
     data = root / "data"
-    prepare_synthetic(data, PRESETS["tiny"].replace(image_size=SIZE), n_clips=CLIPS, seed=0, size=SIZE, jobs=2,
+    # jobs=1: under `pytest -n 2` each worker already has one of the two cores; worker processes on top of
+    # that only contend (this fixture took 678 s under load with jobs=2)
+    prepare_synthetic(data, PRESETS["tiny"].replace(image_size=SIZE), n_clips=CLIPS, seed=0, size=SIZE, jobs=1,
                       progress=False, log=lambda msg: None)
     run("codebook", data=data, preset="tiny", run_dir=root / "codebook", device="cpu",
         overrides=[f"train.steps={CODEBOOK_STEPS}", f"train.eval_every={CODEBOOK_STEPS}"])
