@@ -36,6 +36,10 @@ def serve(
     visual_weights: Optional[Path] = typer.Option(None, "--visual-weights", help="Weights file of the visual feature extractor."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     gl_iters: int = typer.Option(32, "--gl-iters", help="Griffin-Lim iterations (with the griffinlim vocoder)."),
+    quantize: str = typer.Option("none", "--quantize", help="none or int8: int8 transformer weights on the CPU, "
+                                 "for every request (as vgs generate --quantize)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (GPU): sample under autocast "
+                                  "(as vgs generate --precision)."),
 ) -> None:
     from vgs_cli.serve.server import ServeOptions
     from vgs_cli.serve.server import serve as run_server
@@ -50,7 +54,7 @@ def serve(
         raise VgsError(f"--out {out} is a file; give a folder")
     opts = ServeOptions(out_dir=out, host=host, port=port, concurrency=concurrency, max_seconds=max_seconds,
                         max_upload_mb=max_upload_mb, keep_minutes=keep_minutes, examples=examples, device=device,
-                        gl_iters=gl_iters, visual_weights=str(visual_weights) if visual_weights else None,
+                        gl_iters=gl_iters, quantize=quantize, precision=precision, visual_weights=str(visual_weights) if visual_weights else None,
                         model_kwargs=dict(model=model, transformer=transformer, codebook=codebook,
                                           vocoder_ckpt=vocoder_ckpt, vocoder=vocoder))
     run_server(opts, log=typer.echo)

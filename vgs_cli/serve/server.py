@@ -31,6 +31,8 @@ class ServeOptions:
     device: str | None = None
     gl_iters: int = 32
     visual_weights: str | None = None
+    quantize: str = "none"
+    precision: str = "fp32"
     model_kwargs: dict = field(default_factory=dict)  # resolve_models' model/transformer/codebook/vocoder_ckpt/vocoder
 
 
@@ -82,13 +84,16 @@ def serve(opts: ServeOptions, log: Callable[[str], None] = print) -> None:
     paths = resolve_models(**kwargs)
     bundle = load_bundle(paths, vocoder=kwargs.get("vocoder", "melgan"), device=opts.device, gl_iters=opts.gl_iters)
     limits = Limits(max_seconds=opts.max_seconds, max_upload_mb=opts.max_upload_mb, keep_minutes=opts.keep_minutes)
-    svc = Service(bundle, out_dir, limits, gl_iters=opts.gl_iters, visual_weights=opts.visual_weights)
+    svc = Service(bundle, out_dir, limits, gl_iters=opts.gl_iters, visual_weights=opts.visual_weights,
+                  quantize=opts.quantize, precision=opts.precision)
     log(f"models loaded in {time.perf_counter() - t0:.1f} s; warming up on a 1-s clip ...")
     speeds = svc.calibrate()
     log(f"warm: {speeds.tokens_per_s:.0f} tokens/s (sampling), ready in {time.perf_counter() - t0:.1f} s")
     near = [p for p in (Path(model) if model else None, paths.transformer) if p is not None]
     examples = find_examples(opts.examples, near)
-    page = build_page(svc, card_markdown(model_card(bundle), str(bundle.device)), examples, opts.concurrency)
+    running = str(bundle.device) + (", int8 transformer" if opts.quantize == "int8" else "") + \
+        (f", {opts.precision} sampling" if opts.precision != "fp32" else "")
+    page = build_page(svc, card_markdown(model_card(bundle), running), examples, opts.concurrency)
     page.queue(default_concurrency_limit=opts.concurrency)
     clean_every = max(5.0, min(60.0, opts.keep_minutes * 60 / 4))
     _janitor(lambda: svc.cleanup([svc.requests_dir, dirs["GRADIO_TEMP_DIR"], dirs["TMPDIR"]]), clean_every)

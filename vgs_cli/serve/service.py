@@ -57,9 +57,10 @@ class Settings:
     class_name: str | None = None
     vocoder: str = "melgan"
 
-    def options(self) -> GenerateOptions:
+    def options(self, **speed: str) -> GenerateOptions:
+        """`speed`: the server-wide quantize/precision (fixed at start-up: the GPT is quantized once)."""
         return GenerateOptions(samples=self.samples, temperature=self.temperature, top_k=self.top_k,
-                               top_p=self.top_p, seed=self.seed, class_name=self.class_name)
+                               top_p=self.top_p, seed=self.seed, class_name=self.class_name, **speed)
 
 
 @dataclass(frozen=True)
@@ -109,15 +110,16 @@ class _ReportingVocoder:
 
 class Service:
     def __init__(self, bundle: Bundle, out_dir: Path, limits: Limits = Limits(), *, gl_iters: int = 32,
-                 visual_weights: str | None = None):
+                 visual_weights: str | None = None, quantize: str = "none", precision: str = "fp32"):
         self.bundle, self.limits, self.gl_iters, self.visual_weights = bundle, limits, gl_iters, visual_weights
+        self.speed = _speed_options(bundle, quantize, precision)
         self.out_dir = Path(out_dir)
         self.requests_dir = self.out_dir / "requests"
         self.requests_dir.mkdir(parents=True, exist_ok=True)
         self._vocoders = {bundle.vocoder.name: bundle.vocoder}
         self.speeds: Speeds | None = None
         self._local = threading.local()  # the token callback of the request running in this thread
-        bundle.gpt.register_forward_hook(self._on_forward)
+        bundle.gpt.register_forward_hook(self._on_forward)  # after quantizing: that may swap the GPT's layers
 
     # ------------------------------------------------------------------------------------------ what it offers
     @property
@@ -238,7 +240,7 @@ class Service:
         report(0.02, what)
         self._local.on_token = on_token
         try:
-            wavs = generate_video(bundle, video, folder / "sound.wav", settings.options(), mux=folder / "video.mp4",
+            wavs = generate_video(bundle, video, folder / "sound.wav", settings.options(**self.speed), mux=folder / "video.mp4",
                                   spectrogram=folder / "spectrogram.png", visual_weights=self.visual_weights,
                                   log=lambda msg: None)
         finally:
@@ -308,6 +310,21 @@ class Service:
                 except FileNotFoundError:  # removed meanwhile (gradio's own cache cleaner)
                     continue
         return removed
+
+
+def _speed_options(bundle: Bundle, quantize: str, precision: str) -> dict[str, str]:
+    """GenerateOptions' quantize/precision for every request; an int8 GPT is made once, here."""
+    fields = GenerateOptions.__dataclass_fields__
+    if "quantize" not in fields or "precision" not in fields:
+        if (quantize, precision) != ("none", "fp32"):
+            raise VgsError("this vgs version has no --quantize/--precision for generation")
+        return {}
+    GenerateOptions(quantize=quantize, precision=precision)  # checks the pair (one-line VgsError)
+    if quantize != "none":
+        from vgs_cli.generate import engine
+
+        engine.sampling_gpt(bundle, quantize)  # in place; every request's bundle copy then says so
+    return {"quantize": quantize, "precision": precision}
 
 
 def _newest_mtime(path: Path) -> float:
