@@ -14,6 +14,7 @@ import pytest
 
 from vgs_cli.audio.io import ffmpeg_exe, probe
 from vgs_cli.data.video import read_frames, write_video
+from vgs_cli.errors import DataError
 
 BITS = 8  # frame number as 8 black/white bars, 8 px wide each: survives H.264
 
@@ -119,3 +120,17 @@ def test_the_601_s_clip_has_the_references_frame_count(reference_dir, tmp_path):
     ours = read_frames(clip, short_side=256, frame_path="reference", max_duration_s=10.0)
     assert len(ours) == n_ref == 129  # vgs's round=up path gives 130
     assert len(read_frames(clip, short_side=32, frame_path="ffmpeg", max_duration_s=10.0)) == 130
+
+
+def test_the_frame_path_follows_the_features_origin():
+    """resnet50 settings record the reference path; official features/transformers (no key) get it too;
+    EfficientNet-Lite0 and shards made before the key existed keep vgs's ffmpeg path."""
+    from vgs_cli.loading.extractors import extractor_settings, frame_path
+
+    assert extractor_settings("resnet50", random_weights=True)[0]["frame_path"] == "reference"
+    lite = extractor_settings("efficientnet_lite0", 128, random_weights=True)[0]
+    assert "frame_path" not in lite and frame_path(lite) == "ffmpeg"
+    assert frame_path({"source": "official SpecVQGAN features"}) == "reference"  # `prepare vas --from-features`
+    assert frame_path({"image_size": 224, "resize_short": 256}) == "ffmpeg"
+    with pytest.raises(DataError, match="unknown frame path"):
+        read_frames("missing.mp4", frame_path="bicubic")

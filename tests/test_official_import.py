@@ -161,6 +161,7 @@ def test_transformer_import_writes_both_models_bit_exact(tmp_path, ref):
     extra = t_ckpt["extra"]
     assert (extra["condition"], extra["feat_frames"], extra["extractor"]) == ("feats", 212, "resnet50")
     assert extra["extractor_settings"]["image_size"] == 224 and "weights_sha256" not in extra["extractor_settings"]
+    assert extra["extractor_settings"]["frame_path"] == "reference"  # generate reads frames as the reference did
     assert extra["codebook_sha256"] == file_sha256(tmp_path / "out" / "codebook.ckpt")
     gpt, tcfg, _ = load_model(tmp_path / "out" / "transformer.ckpt", "transformer")
     assert (tcfg.model.n_layer, tcfg.model.n_head, tcfg.model.n_embd, tcfg.model.block_size) == (2, 4, 64, 477)
