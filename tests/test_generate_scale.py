@@ -154,7 +154,7 @@ def test_three_shards_match_one_process_and_merge_checks_the_folder(setup, tiny_
                 "--shard-index", "2", "--num-shards", "3")
     assert proc.returncode == 0, proc.stderr
     assert "generated 1, skipped 0 (3 workers)" in proc.stdout and "complete" in proc.stdout, proc.stdout
-    merge = _cli("generate", str(tiny_shards), "-o", str(out), "--limit", str(LIMIT), "--merge")
+    merge = _cli("generate", str(tiny_shards), "-o", str(out), "--merge")  # the run's --limit by default
     assert merge.returncode == 0 and f"complete, {LIMIT} test clips x {SAMPLES} samples" in merge.stdout, merge
     assert _files(out) == _files(ref)
     assert sorted(_logged(out)) == sorted(ids)

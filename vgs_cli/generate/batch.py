@@ -149,7 +149,7 @@ def generate_shards(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOpt
     manifest = shards.read_manifest(root)
     extractor = _check_shard_features(bundle, manifest)
     ids = shard_ids(root, split, limit)
-    provenance = _provenance(bundle, opts, root, split)
+    provenance = {**_provenance(bundle, opts, root, split), "limit": limit}  # --merge's default
     check_same_run(out_dir, provenance)
     if worker.rank == 0:
         write_json(out_dir / "generation.json", provenance)

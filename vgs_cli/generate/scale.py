@@ -42,11 +42,13 @@ def generate_split(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOpti
 
 
 def merge(root: Path, out_dir: Path, limit: int | None = None) -> dict[str, Any]:
-    """Check a finished folder against its split (read from OUT/generation.json): every clip has all its
-    samples. Writes OUT/samples.json; missing clips are an error that says how to finish them."""
+    """Check a finished folder against its split (read from OUT/generation.json, as is the run's `--limit`
+    unless `limit` is given): every clip has all its samples. Writes OUT/samples.json; missing clips are an
+    error that says how to finish them."""
     try:
         prov = json.loads((out_dir / "generation.json").read_text())
         split, samples = prov["split"], int(prov["options"]["samples"])
+        limit = limit if limit is not None else prov.get("limit")
     except (OSError, ValueError, KeyError, TypeError):
         raise VgsError(f"{out_dir} has no readable generation.json: nothing generated there yet "
                        "(run `vgs generate DATA -o OUT ...` first)") from None
