@@ -27,6 +27,7 @@ def generate(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Folder (or run folders) with the codebook, transformer and vocoder checkpoints."),
     transformer: Optional[Path] = typer.Option(None, "--transformer", help="Transformer checkpoint (overrides --model)."),
     codebook: Optional[Path] = typer.Option(None, "--codebook", help="Codebook checkpoint (default: the transformer's)."),
+    base: Optional[Path] = typer.Option(None, "--base", help="With a LoRA adapter as --transformer: its base transformer (default: the path the adapter recorded; the SHA-256 must match)."),
     vocoder_ckpt: Optional[Path] = typer.Option(None, "--vocoder-ckpt", help="MelGAN vocoder checkpoint (overrides --model)."),
     vocoder: str = typer.Option("melgan", "--vocoder", help="melgan or griffinlim."),
     samples: int = typer.Option(1, "--samples", "-n", min=1, help="Samples per video (out_1.wav ... when > 1)."),
@@ -83,6 +84,7 @@ def generate(
                            seed=seed, class_name=class_name)
     paths = resolve_models(model, transformer=transformer, codebook=codebook, vocoder_ckpt=vocoder_ckpt,
                            vocoder=vocoder)
+    paths.base = base
     if is_shard_folder(source):
         if out.suffix.lower() == ".wav":
             raise VgsError(f"batch mode writes a folder: --out {out} looks like a file")

@@ -54,6 +54,7 @@ class ModelPaths:
     transformer: Path
     codebook: Path
     vocoder: Path | None  # None with the Griffin-Lim vocoder
+    base: Path | None = None  # a LoRA adapter's base transformer (default: the path the adapter recorded)
 
 
 @dataclass
@@ -139,7 +140,7 @@ def load_bundle(paths: ModelPaths, vocoder: str = "melgan", device: str | None =
     from vgs_cli.loading.models import check_codebook_match, load_model
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    gpt, _, t_ckpt = load_model(paths.transformer, "transformer")
+    gpt, _, t_ckpt = load_model(paths.transformer, "transformer", base=paths.base)
     check_codebook_match(t_ckpt, paths.codebook)
     codebook, _, _ = load_model(paths.codebook, "codebook")
     if codebook.cfg.n_embed != gpt.cfg.vocab_size:

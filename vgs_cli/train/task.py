@@ -19,7 +19,9 @@ Rules the trainer (`train/trainer.py`) relies on:
   `torch.no_grad()` and the configured autocast; the RNG streams are restored after validation.
 - Optional hooks/attributes (missing = default): `valid_dataset` (None: no validation), `summarize_eval`,
   `on_validation_end`, `checkpoint_extra` ({}), `best_metric` ("" = no best.ckpt), `best_mode` ("min"),
-  `find_unused_parameters` (False).
+  `find_unused_parameters` (False), `adapt_init_state(name, state, model) -> state` (`--init`: reshape a
+  checkpoint's weights before they are loaded, e.g. a new class table), `prepare_models(models)` (after the
+  `--init` weights, before the optimisers, on every run incl. resumed ones: LoRA wrapping, freezing).
 - The learning rate of every param group is `initial_lr * schedule(step)`, set before each step; build
   each optimiser with its base lr (`train.lr` or your own per-optimiser value).
 """
