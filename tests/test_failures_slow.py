@@ -103,7 +103,7 @@ def test_ctrl_c_during_prepare_keeps_clips_and_the_rerun_completes(tmp_path):
     out = tmp_path / "ds"
     code, line = interrupted([*cmd, "-o", out], lambda: any(out.glob(".work/*/*/*.npz")), tmp_path)
     assert code == 130
-    m = re.fullmatch(r"interrupted: (\d+) computed clip\(s\) kept in .+; re-run the same command to resume", line)
+    m = re.fullmatch(r"interrupted: (\d+) finished clip\(s\) kept in .+; re-run the same command to resume", line)
     assert m and 1 <= int(m.group(1)) < 6, line
     again = run(*cmd, "-o", out)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -359,8 +359,8 @@ def prepare_folder(src: str | Path, out: str | Path, cfg: PrepareConfig, *, labe
         for i in [shard_index] if shard_index is not None else range(n):
             _make_shard(i, n, clips, out, work_root, meta, cfg, jobs, progress, log)
     except KeyboardInterrupt:
-        kept = sum(1 for _ in work_root.rglob("*.npz")) if work_root.is_dir() else 0
-        raise Interrupted(f"{kept} computed clip(s) kept in {work_root}, finished shards in {out}; "
+        kept = sum(p.name.endswith((".npz", ".fail.json")) for p in work_root.rglob("*")) if work_root.is_dir() else 0
+        raise Interrupted(f"{kept} finished clip(s) kept in {work_root}, finished shards in {out}; "
                           "re-run the same command to resume") from None
     for folder in (work_root, out / WORK):  # tidy up once no shard is half done
         if folder.is_dir() and not any(folder.iterdir()):
