@@ -45,6 +45,10 @@ def generate(
     visual_weights: Optional[Path] = typer.Option(None, "--visual-weights", help="Weights file of the visual feature extractor."),
     device: Optional[str] = typer.Option(None, "--device", callback=checks.device, help="cpu or cuda (default: cuda when available)."),
     gl_iters: int = typer.Option(32, "--gl-iters", min=1, help="Griffin-Lim iterations (with --vocoder griffinlim)."),
+    quantize: str = typer.Option("none", "--quantize", help="none or int8: int8 transformer weights on the CPU "
+                                 "(about 2x faster sampling; its measured effect on the output: README)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (GPU): sample the transformer "
+                                  "under autocast with the key/value cache in that dtype."),
     shard_index: Optional[int] = typer.Option(None, "--shard-index", help="Shard splits: generate only this share "
                                               "of the clips (one job of a SLURM array; with --num-shards)."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Shard splits: the number of shares "
@@ -81,7 +85,7 @@ def generate(
                    f"wrote {out / 'samples.json'}" + _twice(m["written_twice"]))
         return
     opts = GenerateOptions(samples=samples, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
-                           seed=seed, class_name=class_name)
+                           seed=seed, class_name=class_name, quantize=quantize, precision=precision)
     paths = resolve_models(model, transformer=transformer, codebook=codebook, vocoder_ckpt=vocoder_ckpt,
                            vocoder=vocoder)
     paths.base = base

@@ -25,11 +25,10 @@ from vgs_cli.generate.engine import (
     Bundle,
     GenerateOptions,
     codes_to_audio,
-    extend_features,
+    condition_features,
     sample_codes,
     steps_for_samples,
     video_duration,
-    video_features,
 )
 from vgs_cli.generate.workers import (
     Worker,
@@ -60,7 +59,7 @@ def generate_video(bundle: Bundle, video: str | os.PathLike, out: str | os.PathL
     num_steps = steps_for_samples(n_samples, bundle.gpt.cfg)
     feats = None
     if bundle.gpt.cfg.uses_feats:
-        feats = extend_features(video_features(bundle, video, visual_weights), num_steps, bundle.gpt.cfg)[None]
+        feats = condition_features(bundle, video, num_steps, visual_weights)[None]
     log(f"{video.name}: {duration:.2f} s -> {num_steps} code columns x {opts.samples} sample(s)")
     codes = sample_codes(bundle, feats, num_steps, opts)
     mel, wav = codes_to_audio(bundle, codes, n_samples)
@@ -203,7 +202,7 @@ def generate_folder(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOpt
             steps = steps_for_samples(n_samples, bundle.gpt.cfg)
             feats = None
             if bundle.gpt.cfg.uses_feats:
-                feats = extend_features(video_features(bundle, video, visual_weights), steps, bundle.gpt.cfg)[None]
+                feats = condition_features(bundle, video, steps, visual_weights)[None]
             mel, wav = codes_to_audio(bundle, sample_codes(bundle, feats, steps, opts), n_samples)
             _save(out_dir, clip_id, mel, wav)
             done += 1

@@ -26,7 +26,7 @@ import torch
 from vgs_cli.audio import spec
 from vgs_cli.config.spec import SPEC
 from vgs_cli.config.transformer import GPTConfig
-from vgs_cli.data.condition import condition_frames
+from vgs_cli.data.condition import condition_frames, resample_indices
 from vgs_cli.errors import CheckpointError, VgsError
 from vgs_cli.loading.models import peek_stage, recorded_codebook, run_checkpoint
 from vgs_cli.models import sampling
@@ -43,6 +43,13 @@ class GenerateOptions:
     seed: int = 0
     class_name: str | None = None  # for class-conditioned transformers
     use_cache: bool = True
+    quantize: str = "none"  # "int8": int8 GPT weights on CPU (loading/quantize.py)
+    precision: str = "fp32"  # "bf16"/"fp16": sample under autocast, KV cache in that dtype (GPU)
+
+    def __post_init__(self) -> None:
+        from vgs_cli.loading.quantize import check_speed_options
+
+        check_speed_options(self.quantize, self.precision)
 
     def sampling_kwargs(self, generator: torch.Generator) -> dict[str, Any]:
         return dict(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, greedy=self.greedy,
@@ -68,6 +75,7 @@ class Bundle:
     paths: ModelPaths
     device: torch.device
     _extractor: Any = field(default=None, repr=False)
+    quantized: str = "none"  # what `sampling_gpt` turned `gpt` into (in place: no second copy in memory)
 
     @property
     def condition(self) -> str:
@@ -227,6 +235,26 @@ def extend_features(feats: np.ndarray, num_steps: int, cfg: GPTConfig) -> np.nda
     return feats
 
 
+def condition_features(bundle: Bundle, path: str | os.PathLike, num_steps: int,
+                       visual_weights: str | None = None) -> np.ndarray:
+    """`extend_features(video_features(...), num_steps)`, but the network sees only the frames some condition
+    window reads: a 1- or 5-frame transformer's 1 or 5 per window (the ones its training data used), not all
+    215; rows no window reads stay zero. `-> float32[L', D]`."""
+    from vgs_cli.data.video import read_frames
+
+    cfg = bundle.gpt.cfg
+    ext = extractor_for(bundle, visual_weights)
+    frames = read_frames(path, short_side=ext.settings["resize_short"])
+    source = extend_features(np.arange(len(frames))[:, None], num_steps, cfg)[:, 0]  # frame behind each row
+    picks = resample_indices(cfg.feat_window, cfg.feat_frames)  # as `condition_frames` picks them
+    starts = [condition_start(cfg, s) for s in range(max(0, num_steps - cfg.grid[1]) + 1)]  # `sample_long`'s
+    rows = np.unique(np.add.outer(starts, picks))
+    picked = np.unique(source[rows[rows < len(source)]])  # rows past the end are zeros in the condition
+    feats = np.zeros((len(frames), int(ext.settings["dim"])), dtype=np.float32)
+    feats[picked] = ext(frames[picked])
+    return feats[source]
+
+
 # --------------------------------------------------------------------------------------------- sampling
 
 def condition_start(cfg: GPTConfig, start_step: int) -> int:
@@ -261,7 +289,9 @@ def _class_tensor(bundle: Bundle, labels: list[int] | None, class_name: str | No
 def sample_codes(bundle: Bundle, feats: np.ndarray | None, num_steps: int, opts: GenerateOptions,
                  labels: list[int] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Codes for `num_steps` columns: `feats` `float32[B, L, D]` (or None) -> `Tensor[B*N, 5, num_steps]`."""
-    gpt, cfg = bundle.gpt, bundle.gpt.cfg
+    from vgs_cli.loading.quantize import autocast
+
+    gpt, cfg = sampling_gpt(bundle, opts.quantize), bundle.gpt.cfg
     batch = feats.shape[0] if feats is not None else len(labels) if labels is not None else 1
     cls = _class_tensor(bundle, labels, opts.class_name, batch)
     # Without any condition tensor the sampler cannot see the batch: ask it for B*N rows directly.
@@ -275,8 +305,22 @@ def sample_codes(bundle: Bundle, feats: np.ndarray | None, num_steps: int, opts:
 
     if generator is None:
         generator = torch.Generator(device=bundle.device).manual_seed(opts.seed)
-    seq = sampling.sample_long(gpt, window, num_steps, num_samples=per_cond, **opts.sampling_kwargs(generator))
+    with autocast(bundle.device, opts.precision):
+        seq = sampling.sample_long(gpt, window, num_steps, num_samples=per_cond, **opts.sampling_kwargs(generator))
     return from_sequence(seq, (cfg.grid[0], num_steps))
+
+
+def sampling_gpt(bundle: Bundle, quantize: str = "none") -> GPT:
+    """The GPT to sample with: `bundle.gpt`, quantized in place on first use (a bundle serves one mode)."""
+    if quantize == bundle.quantized:
+        return bundle.gpt
+    if bundle.quantized != "none":
+        raise VgsError(f"these models were loaded for --quantize {bundle.quantized}; load them again for {quantize}")
+    from vgs_cli.loading.quantize import quantize_gpt
+
+    bundle.gpt = quantize_gpt(bundle.gpt, quantize, inplace=True)
+    bundle.quantized = quantize
+    return bundle.gpt
 
 
 @torch.no_grad()

@@ -73,6 +73,13 @@ class KVCache:
     length: int = 0
     sync: Tensor | None = None  # `Tensor[B, num_tokens, n_embd]` time-aligned features (cfg.sync), set at prefill
 
+    def repeat_interleave(self, n: int) -> "KVCache":
+        """Each sequence's cache `n` times (rows b*n .. b*n+n-1 = row b): one prefill of a condition serves
+        all its samples. `Tensor[B, ...] -> Tensor[B*n, ...]`."""
+        rep = (lambda t: t.repeat_interleave(n, dim=0)) if n > 1 else (lambda t: t)
+        return KVCache([rep(k) for k in self.k], [rep(v) for v in self.v], self.length,
+                       None if self.sync is None else rep(self.sync))
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:

@@ -67,6 +67,10 @@ def _repeat(x: Tensor | None, n: int) -> Tensor | None:
     return None if x is None else x.repeat_interleave(n, dim=0)
 
 
+def _first(x: Tensor | None, rows: int, device: torch.device) -> Tensor | None:
+    return None if x is None else x[:rows].to(device)
+
+
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The dtype attention runs in under an active autocast (so the KV cache is stored in it), else None."""
     if torch.is_autocast_enabled(device.type):
@@ -90,32 +94,50 @@ def sample(model: GPT, cond_feats: Tensor | None = None, cond_class: Tensor | No
     """Sample code sequences (GPT order; `models.gpt.from_sequence` turns them into grids).
 
     `cond_feats`: `Tensor[B, F, D]`, `cond_class`: `Tensor[B]` (as the model's condition needs; neither
-    for "none"); `prefix`: optional `Tensor[B, P]` of given first tokens. Each condition row is repeated
-    `num_samples` times (rows `b*N .. b*N+N-1`). Returns `Tensor[B*N, num_tokens]` int64 including the
-    prefix; `num_tokens` defaults to the model's 265. The model is put in eval mode and restored after.
+    for "none"); `prefix`: optional `Tensor[B, P]` of given first tokens, or `Tensor[B*N, P]` (one per
+    sample, with a condition). Each condition row is repeated `num_samples` times (rows `b*N .. b*N+N-1`).
+    Returns `Tensor[B*N, num_tokens]` int64 including the prefix; `num_tokens` defaults to the model's 265.
+    The model is put in eval mode and restored after.
+
+    With the cache, the condition is run through the network once per distinct condition row and its keys
+    and values are copied to the N samples (at paper size the 212-frame condition costs as much as ~100
+    single-token steps per row; `--samples 10` would otherwise pay it 10 times); the prefix follows in one
+    pass per sample.
     """
     total = model.cfg.num_tokens if num_tokens is None else num_tokens
     p = 0 if prefix is None else prefix.shape[1]
     if not p <= total <= model.cfg.num_tokens:
         raise ValueError(f"need prefix length {p} <= num_tokens {total} <= {model.cfg.num_tokens}")
+    conditioned = cond_feats is not None or cond_class is not None
     batch = _batch_size(cond_feats, cond_class, prefix) * num_samples
     device = model.pos_emb.device
-    feats = None if cond_feats is None else _repeat(cond_feats, num_samples).to(device)
-    cls = None if cond_class is None else _repeat(cond_class, num_samples).to(device)
+    feats = cls = None
+    if not use_cache:  # the uncached loop runs every row in full
+        feats = None if cond_feats is None else _repeat(cond_feats, num_samples).to(device)
+        cls = None if cond_class is None else _repeat(cond_class, num_samples).to(device)
     seq = torch.empty(batch, total, dtype=torch.long, device=device)
     if prefix is not None:
-        seq[:, :p] = _repeat(prefix, num_samples).to(device)
+        seq[:, :p] = (prefix if prefix.shape[0] == batch else _repeat(prefix, num_samples)).to(device)
     if p == total:
         return seq
     was_training = model.training
     model.eval()
     try:
-        cache = model.new_cache(batch, dtype=_autocast_dtype(device)) if use_cache else None
+        cache = None
+        if use_cache:  # prefill: the condition once per distinct row, then the prefix (if any) per sample
+            distinct = batch // num_samples if conditioned else 1  # "none": one condition for all rows
+            cache = model.new_cache(distinct, dtype=_autocast_dtype(device))
+            empty = seq.new_empty(distinct, 0)
+            logits = model(empty, _first(cond_feats, distinct, device), _first(cond_class, distinct, device),
+                           kv_cache=cache)[:, -1]
+            cache = cache.repeat_interleave(batch // distinct)
+            logits = logits.repeat_interleave(batch // distinct, dim=0)
         for i in range(p, total):
             if cache is None:  # the reference's way: the whole sequence again for every token
                 logits = model(seq[:, :i], feats, cls)[:, -1]
-            elif i == p:  # prefill: condition + prefix in one pass
-                logits = model(seq[:, :i], feats, cls, kv_cache=cache)[:, -1]
+            elif i == p:
+                if p:
+                    logits = model(seq[:, :p], kv_cache=cache)[:, -1]
             else:
                 logits = model(seq[:, i - 1:i], kv_cache=cache)[:, -1]
             seq[:, i] = sample_next(logits, temperature, top_k, top_p, greedy, generator)
@@ -151,9 +173,9 @@ def sample_long(model: GPT, cond_for_window: Callable[[int], CondWindow], num_st
         start = end + stride - w
         feats, cls = cond_for_window(start)
         prefix = seq[:, start * h:end * h]
-        # the prefix already has B*N rows, so the condition is expanded to match
-        window = sample(model, _repeat(feats, num_samples), _repeat(cls, num_samples), prefix=prefix,
-                        **sample_kwargs)
+        # the prefix already has B*N rows (one per sample); the condition is prefilled once per row of B
+        n = num_samples if (feats is not None or cls is not None) else 1  # "none": the prefix has every row
+        window = sample(model, feats, cls, num_samples=n, prefix=prefix, **sample_kwargs)
         seq = torch.cat([seq, window[:, prefix.shape[1]:]], dim=1)
         end += stride
     return seq

@@ -1,0 +1,83 @@
+"""Faster inference for the GPT: int8 weights on CPU (`--quantize int8`) and reduced-precision autocast on GPU.
+
+`quantize_gpt(gpt, "int8")` swaps the `nn.Linear` layers of the transformer blocks for torch's own
+dynamically quantized Linear (`torch.ao.nn.quantized.dynamic.Linear`: int8 weights per output channel,
+activations quantized per call, fbgemm/oneDNN int8 GEMM). Sampling one token at paper size reads every
+weight once, so a quarter of the bytes is most of the gain. Why this path and not torchao's `quantize_`,
+and the measured speed and quality (KL of the next-token distributions): README, "Faster generation".
+
+Kept in fp32 (measured to matter or not worth it): the output `head` (its logits are what the sampler
+draws from: int8 there moved the next-token distributions most per byte saved), the condition embedders
+(run once per window) and the embeddings/LayerNorms (tiny). Quantization copies the model; the fp32 one
+is left untouched unless asked (`inplace`).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from vgs_cli.errors import VgsError
+
+QUANTIZE_MODES: tuple[str, ...] = ("none", "int8")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def quantize_gpt(gpt: nn.Module, mode: str = "int8", keep_fp32: tuple[str, ...] = ("head",),
+                 inplace: bool = False) -> nn.Module:
+    """`gpt` (a `models.gpt.GPT`) with int8 Linear layers, in eval mode; `mode` "none" returns it as is.
+
+    `keep_fp32`: names of Linear modules (as in `named_modules`, e.g. "head", "blocks.0.mlp.2") left in
+    fp32. `inplace` swaps the layers of `gpt` itself (no fp32 copy in memory), else a copy is quantized.
+    Only CPU: torch's dynamic int8 kernels have no CUDA version (use `precision="bf16"` there)."""
+    if mode == "none":
+        return gpt
+    if mode not in QUANTIZE_MODES:
+        raise VgsError(f"unknown --quantize {mode!r} (choose one of {', '.join(QUANTIZE_MODES)})")
+    if next(gpt.parameters()).device.type != "cpu":
+        raise VgsError("--quantize int8 runs on the CPU only; on a GPU use --precision bf16 (or fp16) instead")
+    targets = {name for name, m in gpt.named_modules() if type(m) is nn.Linear and name not in keep_fp32}
+    with warnings.catch_warnings():
+        # torch >= 2.10 marks torch.ao.quantization deprecated in favour of torchao; it is still the
+        # fastest int8 path on this CPU torch (README) and is covered by the tests, which fail if it goes.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        model = (gpt if inplace else copy.deepcopy(gpt)).eval()
+        return torch.ao.quantization.quantize_dynamic(model, targets, dtype=torch.qint8, inplace=True)
+
+
+def check_speed_options(quantize: str, precision: str) -> None:
+    """Refuse unknown or conflicting `--quantize` / `--precision` values before any model is loaded."""
+    if quantize not in QUANTIZE_MODES:
+        raise VgsError(f"unknown --quantize {quantize!r} (choose one of {', '.join(QUANTIZE_MODES)})")
+    if precision not in PRECISIONS:
+        raise VgsError(f"unknown --precision {precision!r} (choose one of {', '.join(PRECISIONS)})")
+    if quantize != "none" and precision != "fp32":
+        raise VgsError(f"--quantize {quantize} runs its own int8 kernels: drop --precision {precision} "
+                       "(int8 is for the CPU, bf16/fp16 for a GPU)")
+
+
+def quantized_layers(gpt: nn.Module) -> Iterator[str]:
+    """Names of the int8 Linear layers of a model from `quantize_gpt` (for tests and reports)."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    return (name for name, m in gpt.named_modules() if isinstance(m, QLinear))
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """The context sampling runs in: fp32 = no autocast; bf16/fp16 = autocast on `device` (the KV cache then
+    takes that dtype, see `models.sampling`). fp16 only on CUDA (CPU fp16 matmuls are slow or missing)."""
+    import contextlib
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in PRECISIONS:
+        raise VgsError(f"unknown --precision {precision!r} (choose one of {', '.join(PRECISIONS)})")
+    if precision == "fp16" and device.type != "cuda":
+        raise VgsError("--precision fp16 needs a GPU (--device cuda); on the CPU use bf16 or --quantize int8")
+    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
