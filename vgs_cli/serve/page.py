@@ -104,7 +104,7 @@ def build_page(svc: Service, card: str, examples: list[Path], concurrency: int =
                 return f"{seconds:.1f} s of video."
             note = " That is a long one: it will take a while." if est.seconds > 60 else ""
             return (f"{seconds:.1f} s of video: {est.tokens} tokens per sample, about {est.seconds:.0f} s "
-                    f"at {svc.speeds.tokens_per_s:.0f} tokens/s.{note}")
+                    f"at {svc.speeds.tokens_per_s:.3g} tokens/s.{note}")
 
         video.change(on_video, [video, samples], estimate, queue=False, api_visibility="private")
         samples.change(on_video, [video, samples], estimate, queue=False, api_visibility="private")

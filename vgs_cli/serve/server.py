@@ -88,7 +88,7 @@ def serve(opts: ServeOptions, log: Callable[[str], None] = print) -> None:
                   quantize=opts.quantize, precision=opts.precision)
     log(f"models loaded in {time.perf_counter() - t0:.1f} s; warming up on a 1-s clip ...")
     speeds = svc.calibrate()
-    log(f"warm: {speeds.tokens_per_s:.0f} tokens/s (sampling), ready in {time.perf_counter() - t0:.1f} s")
+    log(f"warm: {speeds.tokens_per_s:.3g} tokens/s (sampling), ready in {time.perf_counter() - t0:.1f} s")
     near = [p for p in (Path(model) if model else None, paths.transformer) if p is not None]
     examples = find_examples(opts.examples, near)
     running = str(bundle.device) + (", int8 transformer" if opts.quantize == "int8" else "") + \
