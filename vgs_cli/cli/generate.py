@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -88,7 +89,7 @@ def generate(
                            seed=seed, class_name=class_name, quantize=quantize, precision=precision)
     paths = resolve_models(model, transformer=transformer, codebook=codebook, vocoder_ckpt=vocoder_ckpt,
                            vocoder=vocoder)
-    paths.base = base
+    paths = dataclasses.replace(paths, base=base)  # ModelPaths is frozen
     if is_shard_folder(source):
         if out.suffix.lower() == ".wav":
             raise VgsError(f"batch mode writes a folder: --out {out} looks like a file")
