@@ -4,6 +4,10 @@ With the KV cache each new token runs the network on one position; without it (t
 token re-runs the whole sequence, 212 condition frames included. The no-cache run is bounded to its first
 NO_CACHE_TOKENS tokens; the full-clip figure is extrapolated assuming cost proportional to the positions fed
 (the matmuls dominate; attention's quadratic part is small at these lengths).
+
+Then the same with `--quantize int8` (loading/quantize.py), `--samples 10` vs 1 (whole `sample` calls), and
+the cost of one sliding-window step of a long video (condition + 260 codes prefilled, 5 new codes drawn),
+which is what every code column beyond the first 53 (9.85 s) costs.
 """
 
 from __future__ import annotations
@@ -46,6 +50,55 @@ def _single_thread_step(model: GPT, feats: torch.Tensor, gen: torch.Generator) -
         torch.set_num_threads(threads)
 
 
+def _weight_gb(model: GPT) -> float:
+    """GB of Linear weights one cached token step reads (the condition embedder is not used by it)."""
+    return sum(m.weight.numel() * m.weight.element_size() for m in model.modules()
+               if isinstance(m, torch.nn.Linear)) / 1e9
+
+
+def _clip_seconds(model: GPT, feats: torch.Tensor, gen: torch.Generator, samples: int) -> float:
+    """Wall seconds of one whole `sample` call: 265 tokens for each of `samples` rows of one condition."""
+    t0 = time.perf_counter()
+    sample(model, feats, num_samples=samples, top_k=64, generator=gen)
+    return time.perf_counter() - t0
+
+
+def _slide_seconds(model: GPT, feats: torch.Tensor, gen: torch.Generator) -> float:
+    """One step of the sliding window of a long video: 260 known codes + the condition prefilled, 5 drawn."""
+    prefix = torch.randint(0, model.cfg.vocab_size, (1, model.cfg.num_tokens - model.cfg.grid[0]), generator=gen)
+    t0 = time.perf_counter()
+    sample(model, feats, prefix=prefix, generator=gen)
+    return time.perf_counter() - t0
+
+
+def _int8_rows(model: GPT, feats: torch.Tensor, gen: torch.Generator, fp32_clip: float, ref_clip: float,
+               fp32_step: float) -> list[tuple[str, float, str]]:
+    from vgs_cli.loading.quantize import quantize_gpt
+
+    column_s = model.cfg.mel_frames_per_column * 256 / 22050  # audio seconds per code column (0.186 s)
+    q = quantize_gpt(model, "int8")
+    prefill_s, step_s = _cached(q, feats, gen)
+    clip = prefill_s + (model.cfg.num_tokens - 1) * step_s
+    one, ten = _clip_seconds(q, feats, gen, 1), _clip_seconds(q, feats, gen, 10)
+    slide_fp32, slide_int8 = _slide_seconds(model, feats, gen), _slide_seconds(q, feats, gen)
+    return [
+        ("int8 cached: tokens/s (steady state)", 1.0 / step_s, "tok/s"),
+        ("int8 cached: one 265-token clip (prefill + measured rate)", clip, "s"),
+        ("int8 vs fp32 cached, per token", fp32_step / step_s, "x"),
+        ("int8 vs fp32 cached, per clip", fp32_clip / clip, "x"),
+        ("int8 cached vs the reference way (no cache, fp32), per clip", ref_clip / clip, "x"),
+        ("int8: `--samples 1`, one whole clip (sample(), top-k 64)", one, "s"),
+        ("int8: `--samples 10`, one whole clip", ten, "s"),
+        ("`--samples 10` / `--samples 1` time (target < 2)", ten / one, "x"),
+        ("long video, fp32: one window slide (condition + 260 codes prefilled, 5 drawn)", slide_fp32, "s"),
+        ("long video, int8: one window slide", slide_int8, "s"),
+        ("long video, fp32: seconds per extra second of audio (1 column = 0.186 s)", slide_fp32 / column_s, "s/s"),
+        ("long video, int8: seconds per extra second of audio", slide_int8 / column_s, "s/s"),
+        ("long video, int8: a 30-s video's 108 extra columns beyond the 53 of the first window", 108 * slide_int8,
+         "s"),
+    ]
+
+
 def rows() -> list[tuple[str, float, str]]:
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=1024, feat_frames=212, feat_dim=2048, condition="feats")
@@ -65,6 +118,8 @@ def rows() -> list[tuple[str, float, str]]:
     per_position = nocache_total / sum(c + i for i in range(NO_CACHE_TOKENS))
     nocache_clip = per_position * sum(c + i for i in range(n))
     cached_clip = prefill_s + (n - 1) * step_s
+    with torch.inference_mode():
+        int8 = _int8_rows(model, feats, gen, cached_clip, nocache_clip, step_s)
     return [
         ("paper GPT parameters", float(sum(p.numel() for p in model.parameters())), "params"),
         ("cached: prefill of the 212-frame condition", prefill_s, "s"),
@@ -75,7 +130,9 @@ def rows() -> list[tuple[str, float, str]]:
         ("cached: one 265-token clip (prefill + measured rate)", cached_clip, "s"),
         (f"no cache: one 265-token clip (extrapolated from {NO_CACHE_TOKENS} tokens)", nocache_clip, "s"),
         ("cache speed-up for a whole clip (extrapolated)", nocache_clip / cached_clip, "x"),
-    ]
+        ("fp32 weights read per token / measured rate: GB/s of weight bandwidth", _weight_gb(model) / step_s,
+         "GB/s"),
+    ] + int8
 
 
 if __name__ == "__main__":

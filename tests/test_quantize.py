@@ -83,3 +83,23 @@ def test_speed_options_are_checked():
     for bad in (("int4", "fp32"), ("none", "fp8"), ("int8", "bf16")):
         with pytest.raises(VgsError):
             check_speed_options(*bad)
+
+
+def test_generate_options_quantize_the_bundle_once_and_sample_per_seed():
+    from pathlib import Path
+
+    import numpy as np
+
+    from vgs_cli.generate.engine import Bundle, GenerateOptions, ModelPaths, sample_codes
+
+    gpt = _model()
+    bundle = Bundle(gpt, None, None, {}, ModelPaths(Path("t"), Path("c"), None), torch.device("cpu"))
+    feats = np.random.default_rng(0).standard_normal((1, 215, 32)).astype(np.float32)
+    opts = GenerateOptions(samples=2, quantize="int8", seed=3)
+    a = sample_codes(bundle, feats, 8, opts)
+    assert bundle.quantized == "int8" and set(quantized_layers(bundle.gpt))
+    assert a.shape == (2, 5, 8) and torch.equal(a, sample_codes(bundle, feats, 8, opts))
+    with pytest.raises(VgsError, match="loaded for --quantize int8"):
+        sample_codes(bundle, feats, 8, GenerateOptions())
+    with pytest.raises(VgsError):
+        GenerateOptions(quantize="int8", precision="bf16")
