@@ -26,6 +26,26 @@ def test_geometry_follows_the_grid(grid, mel, video):
     assert abs(video - mel * SPEC.hop_length / SPEC.sample_rate * SPEC.fps) < 0.5
 
 
+def test_a_codebook_of_another_grid_is_refused(tmp_path):
+    """Without a recorded codebook hash, the vocabulary and the grid (hence the time geometry) must agree."""
+    from vgs_cli.checkpoint import save_checkpoint
+    from vgs_cli.config.codebook import PRESETS as CB
+    from vgs_cli.config.transformer import PRESETS as T
+    from vgs_cli.errors import VgsError
+    from vgs_cli.loading.models import check_codebook_match
+    from vgs_cli.models.vqgan import VQGAN
+
+    def codebook(path, ch_mult):
+        cfg = CB["tiny"].replace(model=CB["tiny"].model.replace(ch_mult=ch_mult))
+        return save_checkpoint(path, stage="codebook", config=cfg.to_dict(), state_dict=VQGAN(cfg.model).state_dict())
+
+    t_cfg = T["tiny"]  # 64 codes, the paper's 5x53 grid
+    transformer = {"config": t_cfg.to_dict(), "extra": {}}
+    check_codebook_match(transformer, codebook(tmp_path / "16x.ckpt", (1, 1, 2, 2, 4)))
+    with pytest.raises(VgsError, match=r"10x106 grid \(downsampling 8x\) but the transformer predicts 5x53"):
+        check_codebook_match(transformer, codebook(tmp_path / "8x.ckpt", (1, 2, 2, 4)))
+
+
 def _video(path: Path, seconds: float, fps: float = 25.0) -> Path:
     from vgs_cli.data.video import write_video
 
@@ -51,7 +71,7 @@ def test_a_codebook_downsampling_8x_trains_and_generates_end_to_end(tiny_shards,
     torch.manual_seed(0)
     run("codebook", data=data, preset="tiny", run_dir=tmp_path / "codebook", device="cpu",
         overrides=["model.ch_mult=[1,2,2,4]", "train.steps=2", "train.eval_every=2", "train.eval_batches=1",
-                   "train.batch_size=2"])
+                   "train.batch_size=2", "num_plots=0"])
     run("transformer", data=data, preset="tiny", run_dir=tmp_path / "transformer", device="cpu",
         overrides=["train.steps=2", "train.eval_every=2", "train.batch_size=2"],
         codebook=tmp_path / "codebook" / "checkpoints" / "best.ckpt", condition="feats", feat_frames=5,

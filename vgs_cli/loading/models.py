@@ -172,7 +172,7 @@ def load_model(path: str | os.PathLike, stage: str | tuple[str, ...] | None = No
 
 def check_codebook_match(transformer_ckpt: str | Path | dict[str, Any], codebook_path: str | Path) -> None:
     """Raise VgsError unless `codebook_path` is the codebook file the transformer was trained with
-    (sha256 recorded at training time; without a record, at least the vocabulary sizes must agree)."""
+    (sha256 recorded at training time; without a record, at least the vocabulary sizes and grids must agree)."""
     ckpt = (transformer_ckpt if isinstance(transformer_ckpt, dict)
             else load_checkpoint(transformer_ckpt, "transformer", mmap=True))
     extra = ckpt.get("extra", {})
@@ -184,7 +184,10 @@ def check_codebook_match(transformer_ckpt: str | Path | dict[str, Any], codebook
                            f"(sha256 {got[:12]}... != {want[:12]}...; it was trained with {extra.get('codebook_path')})")
         return
     cb = load_checkpoint(codebook_path, stage="codebook", mmap=True)
-    n_embed = CodebookConfig.from_dict(cb["config"]).model.n_embed
-    vocab = TransformerConfig.from_dict(ckpt["config"]).model.vocab_size
-    if n_embed != vocab:
-        raise VgsError(f"{codebook_path} has {n_embed} codes but the transformer predicts {vocab}")
+    codebook = CodebookConfig.from_dict(cb["config"]).model
+    gpt = TransformerConfig.from_dict(ckpt["config"]).model
+    if codebook.n_embed != gpt.vocab_size:
+        raise VgsError(f"{codebook_path} has {codebook.n_embed} codes but the transformer predicts {gpt.vocab_size}")
+    if tuple(codebook.grid) != tuple(gpt.grid):  # the time geometry (config/transformer.py) follows the grid
+        raise VgsError(f"{codebook_path} codes a clip as a {codebook.grid[0]}x{codebook.grid[1]} grid (downsampling "
+                       f"{codebook.downsample}x) but the transformer predicts {gpt.grid[0]}x{gpt.grid[1]}")
