@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vgs_cli.config import codebook, transformer, vocoder
 from vgs_cli.generate.engine import Bundle
 from vgs_cli.loading.models import peek_checkpoint
 
-# stage -> the config module whose PRESETS a checkpoint's model config is compared against
-_PRESET_MODULES = {"codebook": "vgs_cli.config.codebook", "transformer": "vgs_cli.config.transformer",
-                   "vocoder": "vgs_cli.config.vocoder"}
+# stage -> the presets a checkpoint's model config is compared against (imported: the layer check sees them)
+_PRESETS: dict[str, dict[str, Any]] = {"codebook": codebook.PRESETS, "transformer": transformer.PRESETS,
+                                       "vocoder": vocoder.PRESETS}
 
 
 def _peek(path: Path) -> dict[str, Any]:
@@ -31,11 +32,8 @@ def preset_of(path: Path, stage: str, config: dict[str, Any] | None) -> str:
             recorded = None
         if recorded:
             return str(recorded)
-    module = _PRESET_MODULES.get(stage)
-    if module and config:
-        import importlib
-
-        for name, preset in importlib.import_module(module).PRESETS.items():
+    if stage in _PRESETS and config:
+        for name, preset in _PRESETS[stage].items():
             if preset.to_dict().get("model") == config.get("model"):
                 return f"{name} (by its model size)"
     return "custom"
