@@ -103,3 +103,19 @@ def test_generate_options_quantize_the_bundle_once_and_sample_per_seed():
         sample_codes(bundle, feats, 8, GenerateOptions())
     with pytest.raises(VgsError):
         GenerateOptions(quantize="int8", precision="bf16")
+
+
+def test_window_stride_draws_several_columns_per_slide():
+    from pathlib import Path
+
+    import numpy as np
+
+    from vgs_cli.generate.engine import Bundle, GenerateOptions, ModelPaths, sample_codes
+
+    bundle = Bundle(_model(), None, None, {}, ModelPaths(Path("t"), Path("c"), None), torch.device("cpu"))
+    feats = np.random.default_rng(0).standard_normal((1, 300, 32)).astype(np.float32)
+    one, four = (sample_codes(bundle, feats, 19, GenerateOptions(window_stride=k, greedy=True)) for k in (1, 4))
+    assert one.shape == four.shape == (1, 5, 19)
+    assert torch.equal(one[..., :8], four[..., :8])  # the first window is the same
+    with pytest.raises(VgsError):
+        GenerateOptions(window_stride=0)

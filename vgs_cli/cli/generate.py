@@ -50,6 +50,9 @@ def generate(
                                  "(about 2x faster sampling; its measured effect on the output: README)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (GPU): sample the transformer "
                                   "under autocast with the key/value cache in that dtype."),
+    window_stride: int = typer.Option(1, "--window-stride", min=1, max=52, help="Videos longer than 9.85 s: "
+                                      "code columns (0.19 s each) drawn per slide of the window; 1 = the paper, "
+                                      "k = about k times faster beyond the first window, with less context."),
     shard_index: Optional[int] = typer.Option(None, "--shard-index", help="Shard splits: generate only this share "
                                               "of the clips (one job of a SLURM array; with --num-shards)."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Shard splits: the number of shares "
@@ -86,7 +89,8 @@ def generate(
                    f"wrote {out / 'samples.json'}" + _twice(m["written_twice"]))
         return
     opts = GenerateOptions(samples=samples, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
-                           seed=seed, class_name=class_name, quantize=quantize, precision=precision)
+                           seed=seed, class_name=class_name, quantize=quantize, precision=precision,
+                           window_stride=window_stride)
     paths = resolve_models(model, transformer=transformer, codebook=codebook, vocoder_ckpt=vocoder_ckpt,
                            vocoder=vocoder)
     paths = dataclasses.replace(paths, base=base)  # ModelPaths is frozen

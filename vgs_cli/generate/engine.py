@@ -45,11 +45,14 @@ class GenerateOptions:
     use_cache: bool = True
     quantize: str = "none"  # "int8": int8 GPT weights on CPU (loading/quantize.py)
     precision: str = "fp32"  # "bf16"/"fp16": sample under autocast, KV cache in that dtype (GPU)
+    window_stride: int = 1  # long videos: code columns drawn per window slide (the paper: 1)
 
     def __post_init__(self) -> None:
         from vgs_cli.loading.quantize import check_speed_options
 
         check_speed_options(self.quantize, self.precision)
+        if not 1 <= self.window_stride <= 52:
+            raise VgsError(f"--window-stride must be between 1 and 52 code columns, got {self.window_stride}")
 
     def sampling_kwargs(self, generator: torch.Generator) -> dict[str, Any]:
         return dict(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, greedy=self.greedy,
@@ -306,7 +309,8 @@ def sample_codes(bundle: Bundle, feats: np.ndarray | None, num_steps: int, opts:
     if generator is None:
         generator = torch.Generator(device=bundle.device).manual_seed(opts.seed)
     with autocast(bundle.device, opts.precision):
-        seq = sampling.sample_long(gpt, window, num_steps, num_samples=per_cond, **opts.sampling_kwargs(generator))
+        seq = sampling.sample_long(gpt, window, num_steps, num_samples=per_cond, step_stride=opts.window_stride,
+                                   **opts.sampling_kwargs(generator))
     return from_sequence(seq, (cfg.grid[0], num_steps))
 
 
