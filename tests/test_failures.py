@@ -246,3 +246,16 @@ def test_a_run_without_a_checkpoint_takes_new_settings(monkeypatch, capsys, tmp_
     import json
 
     assert json.loads((run / "config.json").read_text())["config"]["train"]["batch_size"] == 2
+
+
+def test_ctrl_c_in_any_command_exits_130(monkeypatch, capsys, tmp_path):
+    """typer turns a KeyboardInterrupt into Exit(130) and, with standalone_mode=False, returns it: main() used
+    to drop that code and exit 0. (train, prepare and generate save first: test_failures_slow.py.)"""
+    import vgs_cli.metrics.evaluate as ev
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "evaluate", interrupted)
+    code, err = vgs(monkeypatch, capsys, "eval", "--real", tmp_path, "--fake", tmp_path, "--classifier", "c.ckpt")
+    assert code == 130 and err[-1] == "interrupted"
