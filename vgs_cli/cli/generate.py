@@ -13,15 +13,6 @@ from vgs_cli.cli import checks
 from vgs_cli.errors import Interrupted, VgsError
 
 
-@contextlib.contextmanager
-def _kept_on_interrupt(out: Path) -> Iterator[None]:
-    """Ctrl-C in batch mode: every finished clip's files are complete (written atomically) and a re-run skips them."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise Interrupted(f"the finished clips in {out} are kept; re-run the same command to generate the rest") from None
-
-
 def generate(
     source: Path = typer.Argument(..., help="A video file, a folder of videos, or a shard folder (batch mode)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output wav (one video) or output folder (batch mode)."),
@@ -97,8 +88,9 @@ def generate(
     if is_shard_folder(source):
         if out.suffix.lower() == ".wav":
             raise VgsError(f"batch mode writes a folder: --out {out} looks like a file")
-        _split(paths, source, out, opts, vocoder=vocoder, device=device, gl_iters=gl_iters, split=split,
-               batch_size=batch_size, limit=limit, shard=(shard_index or 0, num_shards or 1))
+        with _kept_on_interrupt(out):
+            _split(paths, source, out, opts, vocoder=vocoder, device=device, gl_iters=gl_iters, split=split,
+                   batch_size=batch_size, limit=limit, shard=(shard_index or 0, num_shards or 1))
         return
     bundle = load_bundle(paths, vocoder=vocoder, device=device, gl_iters=gl_iters)
     weights = str(visual_weights) if visual_weights else None
@@ -119,6 +111,15 @@ def generate(
     with _kept_on_interrupt(out):
         summary = generate_folder(bundle, source, out, opts, visual_weights=weights, log=typer.echo)
     typer.echo(f"{out}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+
+
+@contextlib.contextmanager
+def _kept_on_interrupt(out: Path) -> Iterator[None]:
+    """Ctrl-C in batch mode: every finished clip's files are complete (written atomically) and a re-run skips them."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"the finished clips in {out} are kept; re-run the same command to generate the rest") from None
 
 
 def _under_torchrun() -> bool:
