@@ -60,7 +60,7 @@ def _probe(folder: Path) -> int | None:
         return None
     if st.f_flag & getattr(os, "ST_RDONLY", 1):
         return errno.EROFS
-    if st.f_bavail * st.f_frsize < (1 << 16):  # less than one block of slack: the disk is full
+    if st.f_bavail * st.f_frsize < (1 << 16):  # under 64 KiB left: the write failed for want of space
         return errno.ENOSPC
     if not os.access(folder, os.W_OK):
         return errno.EACCES
