@@ -100,7 +100,7 @@ def sample(model: GPT, cond_feats: Tensor | None = None, cond_class: Tensor | No
     The model is put in eval mode and restored after.
 
     With the cache, the condition is run through the network once per distinct condition row and its keys
-    and values are copied to the N samples (at paper size the 212-frame condition costs as much as ~100
+    and values are copied to the N samples (at paper size the 212-frame condition costs as much as 10-15
     single-token steps per row; `--samples 10` would otherwise pay it 10 times); the prefix follows in one
     pass per sample.
     """
