@@ -91,6 +91,8 @@ def _first_forward(stage: str, model: torch.nn.Module, cfg) -> torch.Tensor:
             return model(idx, torch.randn(2, m.feat_frames, m.feat_dim, generator=g), torch.tensor([0, 1]))
         if stage == "vocoder":
             return model(torch.rand(1, 80, 16, generator=g))
+        if stage == "vggishish":
+            return model(torch.rand(2, 1, 80, 848, generator=g) * 2 - 1)
         return model(torch.rand(2, 80, 848, generator=g))["logits"]
 
 
@@ -106,7 +108,7 @@ def _built(stage: str, toy: dict[str, Path], init_path: Path, run_dir: Path, ove
     return trainer
 
 
-@pytest.mark.parametrize("stage", ["codebook", "transformer", "vocoder", "melception"])
+@pytest.mark.parametrize("stage", ["codebook", "transformer", "vocoder", "melception", "vggishish"])
 def test_init_loads_every_stage_exactly(stage, toy, tmp_path):
     path = _source_checkpoint(stage, toy, tmp_path / "source.ckpt")
     src, cfg, ckpt = load_model(path, stage)
