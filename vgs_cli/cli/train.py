@@ -92,7 +92,7 @@ def transformer(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = R
     if merge:
         from vgs_cli.train.finetune import write_merged
 
-        typer.echo(f"wrote {write_merged(run / 'checkpoints' / 'best.ckpt', run / 'checkpoints' / 'merged.ckpt')}")
+        typer.echo(f"wrote {write_merged(run, run / 'checkpoints' / 'merged.ckpt')}")  # best.ckpt, else last
 
 
 @app.command("vocoder")

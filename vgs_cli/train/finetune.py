@@ -117,11 +117,12 @@ def auto_valid_split(ids: list[str]) -> tuple[list[int], list[int]]:
 
 
 def write_merged(src: str | Path, out: str | Path, base: str | Path | None = None) -> Path:
-    """`src` (a LoRA run's checkpoint or adapter file; its base via the record or `base`) -> one plain
+    """`src` (a LoRA run folder or checkpoint, or an adapter file; its base via the record or `base`) -> one plain
     transformer checkpoint `out` (weights W + alpha/rank B A; `finetune` reset; `extra.merged_from`)."""
     from vgs_cli.fsutil import file_sha256
-    from vgs_cli.loading.models import load_model
+    from vgs_cli.loading.models import load_model, resolve_checkpoint
 
+    src = resolve_checkpoint(src)  # a run folder: its best.ckpt, else last.ckpt
     model, cfg, ckpt = load_model(src, "transformer", base=base)
     if not cfg.finetune.lora_rank:
         raise VgsError(f"{src} has no LoRA adapters to merge (it is already a plain transformer)")
