@@ -41,6 +41,9 @@ def new_class_state(cfg: TransformerConfig, state: dict[str, torch.Tensor],
                     model: nn.Module) -> dict[str, torch.Tensor]:
     """`state` with each class table replaced by `num_classes` rows equal to the mean of the base's rows."""
     state = dict(state)
+    if not class_keys(cfg):
+        note(f"--new-classes: this transformer is not class-conditioned (condition {cfg.model.condition}); "
+             "it has no class table to replace")
     for key in class_keys(cfg):
         old = state[key]
         rows = model.state_dict()[key].shape[0]
