@@ -315,3 +315,8 @@ def test_cli_lora_train_merge_and_generate_with_base(lora_run, toy, tmp_path, mo
     code, out = vgs("generate", str(lora_run["data"]), "-o", str(tmp_path / "gen2"), "--transformer", str(adapter),
                     "--base", str(other), *common)
     assert code == 2 and "is not the base this adapter was trained on" in out and "Traceback" not in out
+    code, out = vgs("export", "merged", str(adapter), "-o", str(tmp_path / "m.ckpt"), "--base", str(lora_run["base"]))
+    assert code == 0, out
+    a, b = load_checkpoint(tmp_path / "m.ckpt"), load_checkpoint(run_dir / "checkpoints" / "merged.ckpt")
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.allclose(a["state_dict"][k], b["state_dict"][k], atol=1e-6) for k in a["state_dict"])

@@ -9,7 +9,7 @@ import sys
 import typer
 
 from vgs_cli import __version__
-from vgs_cli.cli import codec, evaluate, generate, info, official, prepare, reproduce, serve, train
+from vgs_cli.cli import codec, evaluate, export, generate, info, official, prepare, reproduce, serve, train
 from vgs_cli.errors import Interrupted, VgsError
 from vgs_cli.fsutil import output_error
 
@@ -43,6 +43,7 @@ app.command("eval", help="Score generated sounds against real ones: FID, KID, IS
 app.command("info", help="Summarise a shard folder, checkpoint or run folder.")(info.info)
 app.add_typer(codec.app, name="codec", help="Use the codebook as a neural audio codec (encode / decode).")
 app.add_typer(official.import_app, name="import", help="Convert official SpecVQGAN files into vgs checkpoints.")
+app.add_typer(export.app, name="export", help="Write derived checkpoints: `merged` (a LoRA adapter folded into its base).")
 app.command("download", help="Download published SpecVQGAN files (MD5-checked) and import them.")(official.download)
 app.command("reproduce", help="Reproduce a row of the paper's table with an official transformer: fetch, generate, "
             "score, compare.")(reproduce.reproduce)
