@@ -113,6 +113,11 @@ def test_page_generates_sound_for_an_uploaded_video(server, browser, tmp_path):
     assert page.locator("#output-video video").count() == 1
     links = page.eval_on_selector_all("#downloads a[href]", "els => els.map(e => e.href)")
     assert sorted({link.rsplit("/", 1)[-1] for link in links}) == ["sound.wav", "spectrogram.png", "video.mp4"]
+    # the model card names each loaded checkpoint
+    page.get_by_text("Model card").first.click()
+    card = page.locator("#model-card").inner_text()
+    for name in ("transformer.ckpt", "codebook.ckpt", "vocoder.ckpt", "feats (efficientnet_lite0, 5 frames)"):
+        assert name in card, card
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert (tmp_path / "page.png").stat().st_size > 20_000
     # files only under the server's folder: the request folder is there, nothing appeared in HOME

@@ -56,7 +56,7 @@ def model_card(bundle: Bundle) -> list[dict[str, str]]:
             if bundle.gpt.cfg.uses_feats:
                 condition += f" ({extra.get('extractor', '?')}, {bundle.gpt.cfg.feat_frames} frames)"
         rows.append({"stage": stage, "preset": preset_of(path, stage, head.get("config")), "condition": condition,
-                     "steps": str(extra.get("step", "?")), "file": str(path.resolve())})
+                     "steps": str(extra.get("step", "unknown")), "file": str(path.resolve())})
     return rows
 
 
