@@ -101,7 +101,7 @@ def serve(opts: ServeOptions, log: Callable[[str], None] = print) -> None:
     if opts.host not in ("127.0.0.1", "localhost", "::1"):
         log(f"warning: listening on {opts.host}: anyone who can reach this machine can use the page and the API")
     try:
-        page.launch(server_name=opts.host, server_port=opts.port, max_file_size=f"{opts.max_upload_mb:g}mb",
+        page.launch(server_name=opts.host, server_port=opts.port, max_file_size=int(opts.max_upload_mb * 2**20),
                     allowed_paths=allowed, show_error=True, ssr_mode=False, footer_links=["api"])
     except OSError as exc:
         raise VgsError(f"cannot listen on {opts.host}:{opts.port} ({exc}); pick another --port") from None
