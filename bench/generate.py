@@ -76,7 +76,7 @@ def _component_rows(models) -> list[tuple[str, float, str]]:
     fast_total = t_feat + t_int8 + t_dec + t_voc
     return [
         ("features: ResNet-50, 215 frames, eager fp32 (s)", t_eager, "s"),
-        ("features: ResNet-50, 215 frames, fast path (channels-last, frozen graph; s)", t_feat, "s"),
+        ("features: ResNet-50, 215 frames, fast path (channels-last, frozen graph, incl. its tracing; s)", t_feat, "s"),
         ("features: eager / fast path, frames/s", 215 / t_eager, f"/ {215 / t_feat:.1f} frames/s"),
         ("features: fast path vs eager, smallest cosine (16 frames)", cos, ""),
         ("sampling 265 codes with KV cache (s)", t_sample, "s"),

@@ -18,8 +18,11 @@ def test_fast_path_matches_eager_on_real_frames(reference_dir, name, size):
     eager = FeatureExtractor(name, settings, None, device="cpu", fast=False)
     fast = FeatureExtractor(name, settings, None, device="cpu", batch_size=4)  # batches of 4, then the rest
     assert fast.fast and not eager.fast
+    fast(frames[:2])
+    assert fast._graph is None  # a few frames: not worth tracing
+    fast.fast_min_frames = 4
     a, b = torch.from_numpy(eager(frames)), torch.from_numpy(fast(frames))
-    assert a.shape == b.shape == (len(frames), settings["dim"])
+    assert fast._graph is not None and a.shape == b.shape == (len(frames), settings["dim"])
     cos = torch.nn.functional.cosine_similarity(a, b, dim=1)
     assert cos.min() >= 0.999, cos
     # and the features still tell frames apart (a wrong layout would not)

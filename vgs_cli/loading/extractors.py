@@ -234,11 +234,12 @@ class FeatureExtractor:
         self.net.to(self.device)
         # CPU fast path: channels-last tensors (oneDNN's native conv layout) through a frozen TorchScript
         # graph, where oneDNN fuses conv + add + ReLU. Same math: cosine >= 0.99999 to the eager network on
-        # real frames (tests/test_features_fast.py); speed: README, "Faster generation".
+        # real frames (tests/test_features_fast.py). Measured for ResNet-50 on 2 busy cores: 1.6x per frame,
+        # but tracing costs about what ~20 eager frames do, so only calls with >= `fast_min_frames` distinct
+        # frames (a 215-frame clip, not a 1- or 5-frame transformer's few) take it.
         self.fast = fast and self.device.type == "cpu"
+        self.fast_min_frames = 64
         self._graph: Any = None
-        if self.fast:
-            self.net.to(memory_format=torch.channels_last)
         self.mean = torch.tensor(settings["mean"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
         self.std = torch.tensor(settings["std"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
 
@@ -252,14 +253,15 @@ class FeatureExtractor:
         x = x.to(self.device).permute(0, 3, 1, 2).to(torch.float32) / 255.0
         return (x - self.mean) / self.std
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`Tensor[N, 3, S, S] -> Tensor[N, dim]`."""
-        if not self.fast:
+    def _forward(self, x: torch.Tensor, graph: bool) -> torch.Tensor:
+        """`Tensor[N, 3, S, S] -> Tensor[N, dim]`, eager or through the traced graph."""
+        if not graph:
             return self.net(x)
         x = x.contiguous(memory_format=torch.channels_last)
         if self._graph is None:  # traced once: the graph has no batch size baked in (conv, pool, flatten)
             import warnings
 
+            self.net.to(memory_format=torch.channels_last)  # (eager channels-last alone is slower here)
             with warnings.catch_warnings():  # EfficientNet's "same" padding becomes a constant of the
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)  # image size, which is fixed
                 self._graph = torch.jit.freeze(torch.jit.trace(self.net, x, check_trace=False))
@@ -278,7 +280,8 @@ class FeatureExtractor:
             inverse[row] = seen[key]
         self.last_unique = len(pick)
         out = []
+        graph = self.fast and (self._graph is not None or len(pick) >= self.fast_min_frames)
         for i in range(0, len(pick), self.batch_size):
-            out.append(self._forward(self.preprocess(frames[pick[i : i + self.batch_size]])))
+            out.append(self._forward(self.preprocess(frames[pick[i : i + self.batch_size]]), graph))
         feats = torch.cat(out).float().cpu().numpy()
         return feats[inverse]
