@@ -28,7 +28,7 @@ from vgs_cli.audio.io import load_audio, probe
 from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError, VgsError
 from vgs_cli.generate.batch import generate_video, numbered
-from vgs_cli.generate.engine import Bundle, GenerateOptions, steps_for_samples, video_duration
+from vgs_cli.generate.engine import Bundle, GenerateOptions, sampling_gpt, steps_for_samples, video_duration
 
 Report = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 MAX_SAMPLES = 10
@@ -190,11 +190,7 @@ class Service:
     def _tokens(self, n_audio: int) -> int:
         """Code tokens per sample for `n_audio` samples of sound (code columns x rows per column)."""
         cfg = self.bundle.gpt.cfg
-        try:
-            steps = steps_for_samples(n_audio, cfg)
-        except TypeError:  # the signature before the per-config column size
-            steps = steps_for_samples(n_audio)
-        return steps * cfg.grid[0]
+        return steps_for_samples(n_audio, cfg) * cfg.grid[0]
 
     # ------------------------------------------------------------------------------------------- generate
     def _on_forward(self, module, args, output) -> None:
@@ -314,16 +310,9 @@ class Service:
 
 def _speed_options(bundle: Bundle, quantize: str, precision: str) -> dict[str, str]:
     """GenerateOptions' quantize/precision for every request; an int8 GPT is made once, here."""
-    fields = GenerateOptions.__dataclass_fields__
-    if "quantize" not in fields or "precision" not in fields:
-        if (quantize, precision) != ("none", "fp32"):
-            raise VgsError("this vgs version has no --quantize/--precision for generation")
-        return {}
     GenerateOptions(quantize=quantize, precision=precision)  # checks the pair (one-line VgsError)
     if quantize != "none":
-        from vgs_cli.generate import engine
-
-        engine.sampling_gpt(bundle, quantize)  # in place; every request's bundle copy then says so
+        sampling_gpt(bundle, quantize)  # in place; every request's bundle copy then says so
     return {"quantize": quantize, "precision": precision}
 
 
