@@ -18,6 +18,7 @@ import torch
 from tests.test_transformer_train import build_codebook
 from vgs_cli.checkpoint import load_checkpoint, save_checkpoint
 from vgs_cli.config.transformer import GPTConfig
+from vgs_cli.data.dataset import auto_valid_split
 from vgs_cli.data.shard_writer import write_clips
 from vgs_cli.data.shards import ClipRecord
 from vgs_cli.errors import CheckpointError, VgsError
@@ -26,7 +27,6 @@ from vgs_cli.loading.adapters import merge_lora_state
 from vgs_cli.loading.models import load_model, load_state_strict
 from vgs_cli.models.gpt import GPT
 from vgs_cli.models.lora import LoRALinear, add_lora, merge_lora
-from vgs_cli.train.finetune import auto_valid_split
 from vgs_cli.train.init import init_config, read_init
 from vgs_cli.train.runner import new_config, run, stage_module
 from vgs_cli.train.trainer import Trainer

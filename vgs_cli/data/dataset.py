@@ -6,6 +6,7 @@ worker after fork, a DDP rank), because an h5py handle shared across fork return
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,6 +22,22 @@ from vgs_cli.data.condition import centre_start, condition_frames, resample_indi
 from vgs_cli.errors import DataError
 
 FIELDS = ("mel", "feats", "label", "wav", "id", "split", "source", "has_audio")
+AUTO_VALID_FRACTION = 0.15  # of the training clips, when the data has no valid split
+AUTO_VALID_MIN_CLIPS = 8  # fewer training clips than this: no automatic validation split
+
+
+def auto_valid_split(ids: list[str]) -> tuple[list[int], list[int]]:
+    """(train indices, valid indices) into `ids`: a stable ~15% of the clips, chosen by a hash of their id (the
+    same clips on every rank, run and resume; none below 8 clips). Every train task uses it when the data has
+    no valid split (train/holdout.py)."""
+    n = len(ids)
+    if n < AUTO_VALID_MIN_CLIPS:
+        return list(range(n)), []
+    order = sorted(range(n), key=lambda i: hashlib.sha256(ids[i].encode()).hexdigest())
+    n_valid = max(1, round(AUTO_VALID_FRACTION * n))
+    valid = sorted(order[:n_valid])
+    chosen = set(valid)
+    return [i for i in range(n) if i not in chosen], valid
 
 
 def sample_feats(feats: np.ndarray, feat_frames: int | None, window: int = SPEC.model_video_frames) -> np.ndarray:
@@ -97,6 +114,17 @@ class ShardDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def ids(self) -> list[str]:
+        """The clip ids of this split in dataset order (read from the shards' id columns only)."""
+        out: list[str] = []
+        for k, path in enumerate(self._files):
+            rows = self._rows[self._rows[:, 0] == k, 1]
+            if len(rows):
+                with shards.open_shard(path) as f:
+                    ids = shards.read_strings(f["id"])
+                out.extend(ids[int(r)] for r in rows)
+        return out
 
     def _handle(self, k: int):
         if self._pid != os.getpid():  # a new process (fork): never reuse the parent's handles

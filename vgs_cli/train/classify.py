@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from vgs_cli.errors import DataError, VgsError
 from vgs_cli.fsutil import file_sha256
+from vgs_cli.train.holdout import ValidSplit
 
 IGNORE = -1  # label of an unlabelled clip
 
@@ -117,6 +118,7 @@ class ClassificationTask:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.classes = list(classes)
         self._train_data, self._valid_data = train_data, valid_data
+        self._splits: ValidSplit | None = None
 
     # -- to implement
     def build_model(self) -> nn.Module:
@@ -152,8 +154,11 @@ class ClassificationTask:
 
         if self.data_dir is None:
             raise VgsError(f"the {self.stage} task needs a data folder (--data)")
-        data = ShardDataset(self.data_dir, split, fields=("mel", "label"), mel_crop=crop)
-        return data if len(data) > 0 else None
+        data_dir = self.data_dir
+        self._splits = self._splits or ValidSplit(data_dir)  # no valid split in the data: train/holdout.py
+        data = self._splits.dataset(split, lambda s: ShardDataset(data_dir, s, fields=("mel", "label", "id"),
+                                                                  mel_crop=crop))
+        return data if data is not None and len(data) > 0 else None
 
     # -- steps
     def loss(self, logits: torch.Tensor, aux: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:

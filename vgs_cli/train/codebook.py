@@ -31,6 +31,7 @@ from vgs_cli.models.lpaps import LPAPS
 from vgs_cli.models.patchgan import PatchDiscriminator
 from vgs_cli.models.quantize import code_counts, usage_stats
 from vgs_cli.models.vqgan import VQGAN
+from vgs_cli.train.holdout import ValidSplit
 from vgs_cli.train.losses import D_LOSSES, adaptive_weight, gan_active, gan_optimizers, generator_adv_loss
 
 __all__ = ["PRESETS", "CONFIG_CLASS", "make_task", "CodebookTask", "MelCrops", "load_lpaps"]
@@ -90,6 +91,7 @@ class CodebookTask:
         self.manifest = manifest or {}
         self._train_base, self._valid_base = train_data, valid_data
         self._counts: torch.Tensor | None = None  # code usage over the current dead-code window
+        self._splits: ValidSplit | None = None
 
     @property
     def perceptual_weight(self) -> float:
@@ -130,11 +132,14 @@ class CodebookTask:
         return MelCrops(self._valid_base, SPEC.model_frames, random=False)
 
     def _shards(self, split: str) -> Dataset | None:
+        """A shard split, or with no valid split in the data the automatic hold-out (train/holdout.py)."""
         from vgs_cli.data.dataset import ShardDataset
 
         if self.data_dir is None:
             raise VgsError("the codebook task needs a data folder (--data)")
-        return ShardDataset(self.data_dir, split, fields=("mel", "id"), mel_crop=None)
+        data_dir = self.data_dir
+        self._splits = self._splits or ValidSplit(data_dir)
+        return self._splits.dataset(split, lambda s: ShardDataset(data_dir, s, fields=("mel", "id"), mel_crop=None))
 
     # -- training
     def train_step(self, models: dict[str, nn.Module], batch: dict[str, Any], ctx: Any) -> dict[str, float]:

@@ -1,5 +1,5 @@
 """Transformer fine-tuning helpers (the `TransformerTask` hooks): new class tables, LoRA / frozen parameters,
-the adapter file, and a validation split for data that has none.
+the adapter file (the validation split for data that has none is every stage's: train/holdout.py).
 
 - `--new-classes`: the base's class table is replaced by one row per class of the new data, every row started
   at the MEAN of the base's class embeddings (the base's "average class"): the condition starts where the base
@@ -13,7 +13,6 @@ the adapter file, and a validation split for data that has none.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,6 @@ from vgs_cli.models.lora import add_lora, is_lora_key, matches
 from vgs_cli.train.trainer_utils import note
 
 ADAPTER_FILE = "adapter.ckpt"
-AUTO_VALID_FRACTION = 0.15  # of the training clips, when the data has no valid split
-AUTO_VALID_MIN_CLIPS = 8  # fewer training clips than this: no automatic validation split
 
 
 def class_keys(cfg: TransformerConfig) -> list[str]:
@@ -105,18 +102,6 @@ def adapter_loss(path: Path) -> float | None:
         return None
     loss = load_checkpoint(path, "transformer", mmap=True).get("extra", {}).get("metrics", {}).get("loss")
     return float(loss) if loss is not None else None
-
-
-def auto_valid_split(ids: list[str]) -> tuple[list[int], list[int]]:
-    """(train indices, valid indices): a stable ~15% of the clips by a hash of their id (none below 8 clips)."""
-    n = len(ids)
-    if n < AUTO_VALID_MIN_CLIPS:
-        return list(range(n)), []
-    order = sorted(range(n), key=lambda i: hashlib.sha256(ids[i].encode()).hexdigest())
-    n_valid = max(1, round(AUTO_VALID_FRACTION * n))
-    valid = sorted(order[:n_valid])
-    chosen = set(valid)
-    return [i for i in range(n) if i not in chosen], valid
 
 
 def write_merged(src: str | Path, out: str | Path, base: str | Path | None = None) -> Path:

@@ -34,6 +34,7 @@ from vgs_cli.models.gpt import GPT, to_sequence
 from vgs_cli.models.vqgan import VQGAN
 from vgs_cli.train import finetune
 from vgs_cli.train.codes_cache import CodeSet, load_or_build_codes
+from vgs_cli.train.holdout import say_held_out
 
 __all__ = ["PRESETS", "CONFIG_CLASS", "make_task", "TransformerTask", "CodesDataset",
            "load_codebook", "resolve_config", "param_groups"]
@@ -192,16 +193,11 @@ class TransformerTask:
         return self._datasets.get(split)
 
     def _auto_split(self) -> None:
-        """No valid split in the data: hold out a stable ~15% of the training clips (train/finetune.py)."""
-        from vgs_cli.train.trainer_utils import note
-
+        """No valid split in the data: hold out a stable ~15% of the training clips (train/holdout.py)."""
         full = CodesDataset(self._codes("train"), self.data_dir, "train", self.config)
-        train, valid = finetune.auto_valid_split(list(full.ids))
+        train, valid = say_held_out(self.data_dir, list(full.ids))
         self._datasets["train"] = Subset(full, train) if valid else full
         self._datasets["valid"] = Subset(full, valid) if valid else None
-        if valid:
-            note(f"{self.data_dir} has no valid split: validating on {len(valid)} of its {len(full)} training "
-                 "clips (held out from training)")
 
     def _codes(self, split: str) -> CodeSet:
         from vgs_cli.train.trainer_utils import note

@@ -30,6 +30,7 @@ from vgs_cli.config.vocoder import PRESETS, VocoderConfig
 from vgs_cli.errors import VgsError
 from vgs_cli.fsutil import file_sha256
 from vgs_cli.models.melgan import Generator, MultiScaleDiscriminator
+from vgs_cli.train.holdout import ValidSplit
 from vgs_cli.train.losses import gan_optimizers
 
 __all__ = ["PRESETS", "CONFIG_CLASS", "make_task", "VocoderTask", "SegmentDataset", "segment_with_mel"]
@@ -149,6 +150,7 @@ class VocoderTask:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._train_data = train_data
         self._valid_data = valid_data
+        self._splits: ValidSplit | None = None
 
     # -- models and optimisers
     def build_models(self) -> dict[str, nn.Module]:
@@ -172,15 +174,18 @@ class VocoderTask:
 
     def _shards(self, split: str, fields: tuple[str, ...]) -> Dataset | None:
         # Imported late: the task (and its tests with in-memory data) must not need the shard reader.
+        from vgs_cli.data import shards
         from vgs_cli.data.dataset import ShardDataset
 
         if self.data_dir is None:
             raise VgsError("the vocoder task needs a data folder (--data)")
-        data = ShardDataset(self.data_dir, split, fields=fields, mel_crop=None)
-        if data.manifest.get("settings", {}).get("waveforms") is False:  # ingested official features
+        if shards.read_manifest(self.data_dir).get("settings", {}).get("waveforms") is False:  # official features
             raise VgsError(f"{self.data_dir} has mels but no waveforms (made from precomputed features); "
                            "prepare the dataset from videos to train the vocoder")
-        return data if len(data) > 0 else None
+        data_dir = self.data_dir
+        self._splits = self._splits or ValidSplit(data_dir)  # no valid split in the data: train/holdout.py
+        data = self._splits.dataset(split, lambda s: ShardDataset(data_dir, s, fields=fields, mel_crop=None))
+        return data if data is not None and len(data) > 0 else None
 
     # -- steps
     def train_step(self, models: dict[str, nn.Module], batch: dict[str, Any], ctx: Any) -> dict[str, float]:
