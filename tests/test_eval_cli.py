@@ -110,6 +110,7 @@ def test_eval_real_wavs_as_fakes_scores_near_perfect(monkeypatch, capsys, shards
     assert other["real_cached"] is True  # the second evaluation reused the real features
 
 
+@pytest.mark.slow  # > 10 s on 2 cores
 def test_eval_npy_samples_and_reconstructions_pair_by_clip_id(monkeypatch, capsys, shards, classifier, tmp_path):
     clips = _clips(shards, "test")
     samples, recon = tmp_path / "samples", tmp_path / "recon"

@@ -10,7 +10,8 @@ from vgs_cli.data.video import read_frames
 from vgs_cli.loading.extractors import FeatureExtractor, extractor_settings
 
 
-@pytest.mark.parametrize("name,size", [("resnet50", 224), ("efficientnet_lite0", 128)])
+@pytest.mark.parametrize("name,size", [pytest.param("resnet50", 224, marks=pytest.mark.slow),  # > 10 s on 2 cores
+                                       ("efficientnet_lite0", 128)])
 def test_fast_path_matches_eager_on_real_frames(reference_dir, name, size):
     video = sorted((reference_dir / "vas" / "videos").glob("*/*.mp4"))[0]
     settings, _ = extractor_settings(name, image_size=size, random_weights=True)

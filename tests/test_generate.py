@@ -128,6 +128,7 @@ def test_seed_determinism_and_sample_diversity(bundle, tmp_path):
     assert not np.array_equal(wavs[0], wavs[1]) and not np.array_equal(wavs[1], wavs[2])
 
 
+@pytest.mark.slow  # > 10 s on 2 cores (the real command: a fresh interpreter)
 def test_cli_mux_and_spectrogram(models, tmp_path):
     video = make_video(tmp_path / "in.mp4", 3.0, audio=True)
     out, mp4, png = tmp_path / "out.wav", tmp_path / "out.mp4", tmp_path / "out.png"
@@ -144,6 +145,7 @@ def test_cli_mux_and_spectrogram(models, tmp_path):
     assert png.stat().st_size > 1000
 
 
+@pytest.mark.slow  # > 10 s on 2 cores (two generation runs)
 def test_batch_mode_on_a_folder_resumes(models, tmp_path, vgs):
     src = tmp_path / "videos"
     src.mkdir()
@@ -197,7 +199,8 @@ def test_errors_are_one_line(models, tmp_path, vgs):
                         "--codebook", str(other / "codebook.ckpt")), "not the codebook")
 
 
-@pytest.mark.parametrize("condition", [pytest.param("feats", marks=pytest.mark.slow), "none"])  # "none": the regression
+@pytest.mark.slow  # > 10 s on 2 cores each
+@pytest.mark.parametrize("condition", ["feats", "none"])
 def test_batch_mode_on_shards_writes_every_clip(tiny_shards, tmp_path, condition):
     """Every test clip gets all its samples (an unconditioned model has no condition tensor to size the batch
     by: this once wrote only the first clip of each batch), mels of the model's 848 frames."""

@@ -131,7 +131,7 @@ def _metrics(outs: dict[str, np.ndarray], ids: list[str]) -> list[float]:
             mean_kl(real["logits"], ids[:8], fake["logits"], ids[6:])[0]]
 
 
-@pytest.mark.parametrize("kind", ["melception", "vggishish"])
+@pytest.mark.parametrize("kind", [pytest.param("melception", marks=pytest.mark.slow), "vggishish"])  # melception: > 10 s
 def test_outputs_and_metrics_do_not_depend_on_the_batch_size(kind):
     torch.manual_seed(1)
     if kind == "melception":

@@ -54,6 +54,7 @@ def _trained() -> tuple[GPT, torch.Tensor, torch.Tensor]:
     return model.eval(), codes, feats
 
 
+@pytest.mark.slow  # > 10 s on 2 cores
 def test_int8_next_token_distributions_stay_close_to_fp32():
     model, codes, feats = _trained()
     q = quantize_gpt(model, "int8")

@@ -127,6 +127,7 @@ def _fit(model: GPT, seqs: torch.Tensor, cond: dict, steps: int, lr: float = 3e-
     return loss.item()
 
 
+@pytest.mark.slow  # ~20 s on 2 cores (an overfitting run)
 def test_overfit_each_class_to_its_sequence():
     """A tiny GPT memorises 4 full-length (265-token) sequences, one per class; greedy sampling
     from each class gives back exactly its sequence."""
@@ -141,6 +142,7 @@ def test_overfit_each_class_to_its_sequence():
     assert torch.equal(out, seqs)
 
 
+@pytest.mark.slow  # > 10 s on 2 cores (trains a model to follow)
 def test_sliding_window_continues_a_pattern_past_the_window():
     """Train on 'each column = previous column + 1 (mod V)' sequences, then sample 3x the window: the
     pattern must continue across window slides, so every slide gets the right prefix and positions."""

@@ -20,6 +20,7 @@ from vgs_cli.serve.service import Limits, Service, Settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # > 10 s on 2 cores (fresh interpreters)
 def test_the_cli_never_imports_gradio():
     code = "import sys, vgs_cli, vgs_cli.cli.app, vgs_cli.serve.service; print('gradio' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
