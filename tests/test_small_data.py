@@ -16,6 +16,7 @@ from vgs_cli.config.spec import SPEC
 from vgs_cli.data.dataset import ShardDataset, auto_valid_split
 from vgs_cli.data.shard_writer import write_clips
 from vgs_cli.data.shards import ClipRecord, iter_clips, read_manifest
+from vgs_cli.train.classify import mel_stats
 from vgs_cli.train.holdout import ValidSplit
 from vgs_cli.train.runner import new_config, run, stage_module
 
@@ -70,6 +71,20 @@ def test_every_stage_holds_out_the_same_clips(stage, no_valid, capsys):
     assert set(_item_ids(task.train_dataset())) == train
     assert set(_item_ids(task.valid_dataset())) == valid
     assert f"has no valid split: validating on 2 of its {N_TRAIN} training clips" in capsys.readouterr().err
+
+
+def test_classifier_input_statistics_leave_the_held_out_clips_out(tmp_path):
+    """mel_stats (melception / vggishish input standardisation) reads only the clips trained on."""
+    mels = {f"c{i:02d}": np.full((80, 860), 0.05 * i, np.float32) for i in range(N_TRAIN)}  # a level per clip
+    wav = np.zeros(SPEC.num_samples, np.float32)
+    write_clips(tmp_path / "d", [ClipRecord(id=i, split="train", mel=m, wav=wav, label=k % 2)
+                                 for k, (i, m) in enumerate(mels.items())], classes=["a", "b"])
+    train, _ = _held_ids(tmp_path / "d")
+    mean, std = mel_stats(tmp_path / "d", min_std=1e-9)
+    levels = np.array([0.05 * int(i[1:]) for i in sorted(train)])  # every frame of a clip is at its level
+    np.testing.assert_allclose(mean, levels.mean(), atol=1e-6)
+    np.testing.assert_allclose(std, levels.std(), atol=1e-6)
+    assert abs(levels.mean() - 0.05 * np.arange(N_TRAIN).mean()) > 0.01  # all 12 clips would differ
 
 
 def test_data_with_a_valid_split_or_too_few_clips_is_left_alone(tmp_path, capsys):

@@ -64,16 +64,18 @@ def mel_stats(data_dir: Path, max_clips: int = 0, seed: int = 0, min_std: float 
               split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """Per-mel-bin mean and std (`float64[80]` each) of the stored [0, 1] mels of a split, over clips and
     frames (the reference's StandardNormalizeAudio). `max_clips` > 0 uses a seeded random subset; the std
-    is floored at `min_std` so a constant bin cannot blow the standardised input up."""
+    is floored at `min_std` so a constant bin cannot blow the standardised input up. Clips held out for
+    validation (data without a valid split, train/holdout.py) are left out."""
     from vgs_cli.data.dataset import ShardDataset
 
     data = ShardDataset(data_dir, split, fields=("mel",), mel_crop=None)
     n = len(data)
     if n == 0:
         raise DataError(f"{data_dir}: no clips with audio in the {split} split")
-    idx = np.arange(n)
-    if 0 < max_clips < n:
-        idx = np.sort(np.random.default_rng(seed).choice(n, max_clips, replace=False))
+    held = ValidSplit(data_dir, quiet=True).held_out() if split == "train" else None
+    idx = np.asarray(held[0]) if held else np.arange(n)  # clips held out for validation are not looked at
+    if 0 < max_clips < len(idx):
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_clips, replace=False))
     total = total_sq = None
     count = 0
     for i in idx:

@@ -38,8 +38,8 @@ class ValidSplit:
     hold-out, "train" / "valid" are `Subset`s of `make("train")` (the same clips with audio in the same order,
     whatever fields `make` reads)."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = Path(data_dir)
+    def __init__(self, data_dir: Path, quiet: bool = False) -> None:
+        self.data_dir, self.quiet = Path(data_dir), quiet
         self._decided = False
         self._held: tuple[list[int], list[int]] | None = None
 
@@ -52,7 +52,8 @@ class ValidSplit:
             data = ShardDataset(self.data_dir, "train", fields=("id",), require_audio=True)
             splits = data.manifest.get("splits", {})
             if not splits.get("valid") and len(data) > 0:
-                train, valid = say_held_out(self.data_dir, data.ids())
+                ids = data.ids()
+                train, valid = auto_valid_split(ids) if self.quiet else say_held_out(self.data_dir, ids)
                 self._held = (train, valid) if valid else None
         return self._held
 
