@@ -62,7 +62,7 @@ def codebook(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN,
 def transformer(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
                 overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
                 precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME,
-             init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE,
+                init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE,
                 codebook: Path = typer.Option(..., "--codebook", help="Trained codebook checkpoint (frozen)."),
                 condition: Optional[str] = typer.Option(None, "--condition", help="feats, class, feats+class or none (default: the preset's, feats; a resumed run keeps its own)."),
                 feat_frames: Optional[int] = typer.Option(None, "--feat-frames", help="Visual frames in the condition: 1, 5 or 212 (default: the preset's; a resumed run keeps its own)."),
@@ -99,7 +99,7 @@ def transformer(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = R
 def vocoder(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
             overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
             precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME,
-             init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE) -> None:
+            init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE) -> None:
     """Train the MelGAN vocoder (mel -> waveform) on the stored waveforms."""
     _run("vocoder", data, preset, run, config, overrides, steps, batch_size, precision, device, resume, init, patience)
 
@@ -108,7 +108,7 @@ def vocoder(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, 
 def melception(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
                overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
                precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME,
-             init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE) -> None:
+               init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE) -> None:
     """Train Melception, the spectrogram classifier behind FID/KID/ISc/MKL."""
     _run("melception", data, preset, run, config, overrides, steps, batch_size, precision, device, resume, init, patience)
 
@@ -117,6 +117,6 @@ def melception(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RU
 def vggishish(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
               overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
               precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME,
-             init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE) -> None:
+              init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE) -> None:
     """Train VGGish-ish, the classifier whose features the LPAPS perceptual loss uses."""
     _run("vggishish", data, preset, run, config, overrides, steps, batch_size, precision, device, resume, init, patience)

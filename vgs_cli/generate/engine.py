@@ -208,7 +208,7 @@ def _stream_copy_duration(path: str | os.PathLike, fps: float | None = None) -> 
     frames = re.findall(r"frame=\s*(\d+)", text)
     if frames and fps and int(frames[-1]) > 0:
         return int(frames[-1]) / fps
-    times = re.findall(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)", proc.stderr.decode("utf-8", "replace"))
+    times = re.findall(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)", text)
     if not times:
         return None
     h, m, s = times[-1]
