@@ -22,10 +22,10 @@ $(BIN)/.installed: pyproject.toml Makefile
 	touch $@
 
 test: install
-	$(BIN)/python -m pytest -q -n $(JOBS) --durations=15 tests
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --durations=15 tests
 
 test-fast: install
-	$(BIN)/python -m pytest -q -n $(JOBS) -m "not slow" tests
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile -m "not slow" tests
 
 lint: install
 	$(BIN)/ruff check vgs_cli tests bench

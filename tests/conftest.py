@@ -13,6 +13,27 @@ REFERENCE = Path(os.environ.get("VGS_REFERENCE", ROOT.parent / "shared" / "refer
 # Keep the 2-core CI machine responsive when pytest-xdist runs two workers.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Longest first: `make test` runs `-n 2 --dist loadfile`, so each file's module fixtures are built once, on
+# one worker, and files start in this order. The 480-clip margin fixture alone is ~2/3 of the suite on one
+# core; started last (alphabetical) it ran while the other worker sat idle (21.6 min instead of ~12).
+HEAVY_FIRST = (
+    "test_transformer_synthetic.py",
+    "test_failures_slow.py",
+    "test_generate_scale.py",
+    "test_classify_train.py",
+    "test_reproduce.py",
+    "test_serve.py",
+    "test_codebook_train.py",
+    "test_vocoder_train.py",
+    "test_finetune_margin.py",
+    "test_generate.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))  # stable: order kept within
+
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:

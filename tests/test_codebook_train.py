@@ -184,7 +184,8 @@ def test_cli_train_codebook_end_to_end(tmp_path, tiny_shards):
         assert model(x)[0].shape == x.shape
     bad = subprocess.run(cmd[:5] + ["--data", str(tiny_shards), "--run", str(tmp_path / "r2"), "--lpaps",
                                     str(tmp_path / "missing.ckpt")], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "error: checkpoint not found" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("error: --lpaps: checkpoint not found") and "missing.ckpt" in bad.stderr
 
 
 _DDP_ENTRY = '''
