@@ -1,7 +1,7 @@
 """`vgs serve`: the real server (a subprocess on a free port) driven by a real browser and by its API.
 
-The models are the tiny seeded ones of test_generate.py (built in the test; untrained: these tests are about
-the page and the API, the numbers come from the same code as `vgs generate`). The browser is Debian's
+The models are tiny ones trained in the test (a few steps each on the session's `tiny_shards`: these tests are
+about the page and the API, the numbers come from the same code as `vgs generate`). The browser is Debian's
 headless Chromium (`apt-get install chromium`; .ci/run installs it) through Playwright's Python package.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_generate import build_models, make_video, run_cli
+from test_generate import make_video, run_cli
 
 from vgs_cli.audio.io import read_wav
 from vgs_cli.config.spec import SPEC
@@ -46,11 +46,33 @@ def _alive(url: str) -> bool:
         return False
 
 
+STEPS = 4  # enough to be trained models (optimiser steps, best checkpoints), little enough for the suite
+
+
+def train_models(folder: Path, shards: Path) -> Path:
+    """codebook.ckpt, transformer.ckpt (5 feature frames), vocoder.ckpt in `folder`, each trained STEPS steps on
+    `shards` through the trainer `vgs train` runs; the transformer records the codebook's SHA-256, which the
+    copy keeps."""
+    from vgs_cli.train.runner import run
+
+    runs = folder.parent / "runs"
+    steps = [f"train.steps={STEPS}", f"train.eval_every={STEPS}", "train.batch_size=2"]  # 6 training clips
+    run("codebook", data=shards, preset="tiny", run_dir=runs / "codebook", device="cpu", overrides=steps)
+    codebook = runs / "codebook" / "checkpoints" / "best.ckpt"
+    run("transformer", data=shards, preset="tiny", run_dir=runs / "transformer", device="cpu", codebook=codebook,
+        condition="feats", feat_frames=5, extractor=None, overrides=steps)
+    run("vocoder", data=shards, preset="tiny", run_dir=runs / "vocoder", device="cpu", overrides=steps)
+    folder.mkdir(parents=True)
+    for stage in ("codebook", "transformer", "vocoder"):
+        shutil.copyfile(runs / stage / "checkpoints" / "best.ckpt", folder / f"{stage}.ckpt")
+    return folder
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, tiny_shards):
     """(url, models folder, output folder, HOME of the server, process)."""
     root = tmp_path_factory.mktemp("serve")
-    models = build_models(root / "models")
+    models = train_models(root / "models", tiny_shards)
     out, home = root / "out", root / "home"
     home.mkdir()
     port = _free_port()
