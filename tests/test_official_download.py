@@ -7,12 +7,12 @@ import dataclasses
 import hashlib
 import io
 import json
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 import torch
+from _cli import run_vgs
 from _http_server import serve
 from _official_fixtures import (
     melception_layout,
@@ -62,16 +62,7 @@ def _use_entries(monkeypatch, files: dict[str, bytes], md5: dict[str, str] | Non
     monkeypatch.setattr(registry, "entries", lambda: tuple(chosen))
 
 
-def _vgs(monkeypatch, *args: str) -> int:
-    """Run the `vgs` entry point in-process; its exit code (0 when it returns normally)."""
-    from vgs_cli.cli.app import main
-
-    monkeypatch.setattr(sys, "argv", ["vgs", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+_vgs = run_vgs  # in-process `vgs ARGS` -> exit code
 
 
 def _gets(srv, path):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _cli import run_vgs
 from _official_fixtures import (
     SMALL_VQGAN,
     codebook_layout,
@@ -194,16 +195,7 @@ def test_transformer_conditions_are_inferred(tmp_path, ref, condition, frames, e
         assert ckpt["extra"]["official"]["n_head_from"].endswith("-project.yaml")
 
 
-def _cli(monkeypatch, *args: str) -> int:
-    """Run `vgs ARGS` in-process; its exit code."""
-    from vgs_cli.cli.app import main
-
-    monkeypatch.setattr(sys, "argv", ["vgs", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+_cli = run_vgs  # in-process `vgs ARGS` -> exit code
 
 
 def test_bare_transformer_head_count_must_be_given_and_decides_the_logits(tmp_path, ref, monkeypatch, capsys):

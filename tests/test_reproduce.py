@@ -9,13 +9,13 @@ import hashlib
 import io
 import json
 import math
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _cli import run_vgs
 from _http_server import serve
 from _official_fixtures import (
     melception_layout,
@@ -84,15 +84,7 @@ def _shards(root: Path, n: int = 3) -> Path:
     return root
 
 
-def _vgs(monkeypatch, *args: str) -> int:
-    from vgs_cli.cli.app import main
-
-    monkeypatch.setattr(sys, "argv", ["vgs", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+_vgs = run_vgs  # in-process `vgs ARGS` -> exit code
 
 
 @pytest.mark.slow
