@@ -13,5 +13,5 @@ def run_vgs(monkeypatch, *args: str) -> int:
     try:
         main()
     except SystemExit as exc:
-        return int(exc.code or 0)
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     return 0

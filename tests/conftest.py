@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
+from _cli import run_vgs
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("VGS_REFERENCE", ROOT.parent / "shared" / "reference"))
@@ -79,3 +81,17 @@ def tiny_shards(tmp_path_factory) -> Path:
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return root
+
+
+@pytest.fixture
+def vgs(monkeypatch, capsys):
+    """`vgs ARGS...` in this process (what `python -m vgs_cli` runs, without a new interpreter importing torch
+    again): -> CompletedProcess with the exit code and the captured stdout/stderr."""
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        code = run_vgs(monkeypatch, *args)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return call

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _cli import run_vgs
 
 from vgs_cli.audio.io import write_wav
 from vgs_cli.checkpoint import save_checkpoint
-from vgs_cli.cli.app import main
 from vgs_cli.config.melception import PRESETS, MelceptionConfig
 from vgs_cli.config.vggishish import TINY_LAYERS, VGGishishConfig, VGGishishModelConfig
 from vgs_cli.data.shards import iter_clips
@@ -27,12 +26,7 @@ from vgs_cli.train.classify import mel_stats
 
 def vgs(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """Run the CLI in-process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["vgs", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = run_vgs(monkeypatch, *map(str, args))
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _cli import run_vgs
 from _eval_data import write_class_shards
 from test_generate import build_models, make_video
 
@@ -27,15 +27,8 @@ from vgs_cli.fsutil import atomic_path, output_error, write_json
 
 def vgs(monkeypatch, capsys, *args: str) -> tuple[int, list[str]]:
     """Run `vgs ARGS` in-process: (exit code, stderr lines)."""
-    from vgs_cli.cli.app import main
-
-    monkeypatch.setattr(sys, "argv", ["vgs", *map(str, args)])
     capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = run_vgs(monkeypatch, *map(str, args))
     return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 

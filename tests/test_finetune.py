@@ -281,25 +281,14 @@ def test_official_codebook_import_keeps_the_loss_and_init_starts_with_its_discri
         assert torch.equal(trainer.bare["disc"].eval()(x), reference(x))
 
 
-def test_cli_lora_train_merge_and_generate_with_base(lora_run, toy, tmp_path, monkeypatch, capsys):
+def test_cli_lora_train_merge_and_generate_with_base(lora_run, toy, tmp_path, vgs):
     """`vgs train transformer --init --lora-rank --merge`, then `vgs generate --transformer ADAPTER --base`."""
-    import sys
-
-    from vgs_cli.cli.app import main
-
-    def vgs(*args: str) -> tuple[int, str]:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["vgs", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out = capsys.readouterr()
-        return code, out.out + out.err
+    def run(*args: str) -> tuple[int, str]:
+        proc = vgs(*args)
+        return proc.returncode, proc.stdout + proc.stderr
 
     run_dir, cb = tmp_path / "run", str(toy["codebook"])
-    code, out = vgs("train", "transformer", "--data", str(lora_run["data"]), "--init", str(lora_run["base"]),
+    code, out = run("train", "transformer", "--data", str(lora_run["data"]), "--init", str(lora_run["base"]),
                     "--codebook", cb, "-o", str(run_dir), "--steps", "2", "--set", "train.eval_every=2",
                     "--lora-rank", "2", "--new-classes", "--merge", "--device", "cpu")
     assert code == 0, out
@@ -307,15 +296,15 @@ def test_cli_lora_train_merge_and_generate_with_base(lora_run, toy, tmp_path, mo
     adapter = run_dir / "checkpoints" / "adapter.ckpt"
     common = ["--split", "train", "--limit", "1", "--codebook", cb, "--vocoder", "griffinlim", "--gl-iters", "2",
               "--device", "cpu"]
-    code, out = vgs("generate", str(lora_run["data"]), "-o", str(tmp_path / "gen"), "--transformer", str(adapter),
+    code, out = run("generate", str(lora_run["data"]), "-o", str(tmp_path / "gen"), "--transformer", str(adapter),
                     "--base", str(lora_run["base"]), *common)
     assert code == 0, out
     assert len(list((tmp_path / "gen").rglob("*.wav"))) == 1
     other = _source_checkpoint("transformer", toy, tmp_path / "other.ckpt")
-    code, out = vgs("generate", str(lora_run["data"]), "-o", str(tmp_path / "gen2"), "--transformer", str(adapter),
+    code, out = run("generate", str(lora_run["data"]), "-o", str(tmp_path / "gen2"), "--transformer", str(adapter),
                     "--base", str(other), *common)
     assert code == 2 and "is not the base this adapter was trained on" in out and "Traceback" not in out
-    code, out = vgs("export", "merged", str(adapter), "-o", str(tmp_path / "m.ckpt"), "--base", str(lora_run["base"]))
+    code, out = run("export", "merged", str(adapter), "-o", str(tmp_path / "m.ckpt"), "--base", str(lora_run["base"]))
     assert code == 0, out
     a, b = load_checkpoint(tmp_path / "m.ckpt"), load_checkpoint(run_dir / "checkpoints" / "merged.ckpt")
     assert a["state_dict"].keys() == b["state_dict"].keys()

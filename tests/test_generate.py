@@ -68,26 +68,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vgs_cli", *args], capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture
-def vgs(monkeypatch, capsys):
-    """`vgs ARGS...` in this process (what `python -m vgs_cli` runs, without a new interpreter importing torch
-    again): -> CompletedProcess with the exit code and the captured stdout/stderr."""
-    from vgs_cli.cli.app import main
-
-    def call(*args: str) -> subprocess.CompletedProcess:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["vgs", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-    return call
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     return build_models(tmp_path_factory.mktemp("models"))
