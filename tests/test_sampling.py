@@ -108,6 +108,27 @@ def test_cached_sampling_under_bf16_autocast():
     torch.testing.assert_close(steps.float(), full.float(), rtol=0, atol=0.05 * float(scale))
 
 
+@pytest.mark.parametrize("sync", [False, True])
+def test_a_shared_condition_cache_gives_the_uncached_logits(sync):
+    """`KVCache.share(n)`: n samples read ONE copy of their condition's keys/values. Logits after a
+    per-sample prefix (several positions in one pass, causal among them) and after single steps equal the
+    uncached forward of each row with its condition repeated."""
+    model, n = _model("feats", sync=sync).eval(), 3
+    feats, seq = torch.randn(2, 2, 4), torch.randint(11, (6, 8))
+    with torch.no_grad():
+        cache = model.new_cache(2)
+        model(seq.new_empty(2, 0), feats, kv_cache=cache)
+        cache = cache.share(n)
+        assert cache.shared_k[0].shape[0] == 2 and cache.k[0].shape[0] == 6 and cache.shared == 2
+        prefix = model(seq[:, :3], kv_cache=cache)  # predicts tokens 1..3
+        steps = torch.stack([model(seq[:, t:t + 1], kv_cache=cache)[:, -1] for t in range(3, 7)], 1)
+        full = model(seq[:, :7], feats.repeat_interleave(n, dim=0))  # [6, 8, V]: row i predicts token i
+    torch.testing.assert_close(prefix, full[:, 1:4], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(steps, full[:, 4:8], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="already shared"):
+        cache.share(2)
+
+
 def test_prefix_is_kept_and_continued():
     model = _model("none")
     prefix = torch.tensor([[1, 2, 3]])

@@ -100,9 +100,9 @@ def sample(model: GPT, cond_feats: Tensor | None = None, cond_class: Tensor | No
     The model is put in eval mode and restored after.
 
     With the cache, the condition is run through the network once per distinct condition row and its keys
-    and values are copied to the N samples (at paper size the 212-frame condition costs as much as 10-15
-    single-token steps per row; `--samples 10` would otherwise pay it 10 times); the prefix follows in one
-    pass per sample.
+    and values are shared by the N samples (`KVCache.share`: at paper size the 212-frame condition costs as
+    much as 10-15 single-token steps per row, and copies of its keys would be read N times per token); the
+    prefix follows in one pass per sample.
     """
     total = model.cfg.num_tokens if num_tokens is None else num_tokens
     p = 0 if prefix is None else prefix.shape[1]
@@ -130,7 +130,7 @@ def sample(model: GPT, cond_feats: Tensor | None = None, cond_class: Tensor | No
             empty = seq.new_empty(distinct, 0)
             logits = model(empty, _first(cond_feats, distinct, device), _first(cond_class, distinct, device),
                            kv_cache=cache)[:, -1]
-            cache = cache.repeat_interleave(batch // distinct)
+            cache = cache.share(batch // distinct)
             logits = logits.repeat_interleave(batch // distinct, dim=0)
         for i in range(p, total):
             if cache is None:  # the reference's way: the whole sequence again for every token
