@@ -409,6 +409,10 @@ def test_imported_resnet50_transformer_accepts_official_and_prepared_features(tm
     for settings in (random, {**prepared, "image_size": 128}):
         with pytest.raises(VgsError, match="differ"):
             _check_shard_features(bundle, {"extractors": {"resnet50": settings}})
+    # shards made before the reference's frame path existed record no frame_path: vgs's ffmpeg path
+    older = {k: v for k, v in prepared.items() if k != "frame_path"}
+    with pytest.raises(VgsError, match="'ffmpeg' way but the transformer's the 'reference' way: prepare"):
+        _check_shard_features(bundle, {"extractors": {"resnet50": older}})
 
 
 def test_existing_outputs_are_kept_unless_forced(tmp_path, ref):

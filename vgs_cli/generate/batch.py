@@ -40,6 +40,7 @@ from vgs_cli.generate.workers import (
     unit_clips,
     unit_seed,
 )
+from vgs_cli.loading.extractors import frame_path
 
 Log = Callable[[str], None]
 
@@ -119,6 +120,10 @@ def _check_shard_features(bundle: Bundle, manifest: dict[str, Any]) -> str | Non
         if key in want and have.get(key) != want.get(key):
             raise DataError(f"the shards' {name} features differ from the transformer's ({key}: "
                             f"{have.get(key)!r} vs {want.get(key)!r})")
+    # which frames are picked and how they are resized: an official transformer saw the reference's frames
+    if frame_path(have) != frame_path(want):
+        raise DataError(f"the shards' {name} frames were taken the {frame_path(have)!r} way but the transformer's "
+                        f"the {frame_path(want)!r} way: prepare the shards again with this vgs version")
     return name
 
 
