@@ -73,6 +73,32 @@ def _slide_seconds(model: GPT, feats: torch.Tensor, gen: torch.Generator, stride
     return time.perf_counter() - t0
 
 
+def _mid_clip_step(model: GPT, feats: torch.Tensor, rows: int, steps: int = 8) -> tuple[float, float]:
+    """(seconds per cached step, seconds of it in the Linear layers) for `rows` samples of one condition,
+    half-way through a clip (condition + 132 codes in the cache), from torch's profiler (CPU self time)."""
+    from torch.profiler import profile
+
+    cache = model.new_cache(1)
+    model(torch.zeros(1, 0, dtype=torch.long), feats, kv_cache=cache)
+    cache = cache.share(rows)
+    model(torch.zeros(rows, 132, dtype=torch.long), kv_cache=cache)
+    tok = torch.zeros(rows, 1, dtype=torch.long)
+    saved = cache.length
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model(tok, kv_cache=cache)
+        cache.length = saved  # the same position every time: every step costs the same
+    wall = (time.perf_counter() - t0) / steps
+    with profile() as prof:
+        for _ in range(steps):
+            model(tok, kv_cache=cache)
+            cache.length = saved
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    linear = sum(e.self_cpu_time_total for e in events if "linear" in e.key or e.key == "aten::addmm")
+    return wall, wall * linear / max(total, 1)
+
+
 def _int8_rows(model: GPT, feats: torch.Tensor, gen: torch.Generator, fp32_clip: float, ref_clip: float,
                fp32_step: float) -> list[tuple[str, float, str]]:
     from vgs_cli.loading.quantize import quantize_gpt
@@ -82,6 +108,7 @@ def _int8_rows(model: GPT, feats: torch.Tensor, gen: torch.Generator, fp32_clip:
     prefill_s, step_s = _cached(q, feats, gen)
     clip = prefill_s + (model.cfg.num_tokens - 1) * step_s
     one, ten = _clip_seconds(q, feats, gen, 1), _clip_seconds(q, feats, gen, 10)
+    (step1, lin1), (step10, lin10) = _mid_clip_step(q, feats, 1), _mid_clip_step(q, feats, 10)
     slide_fp32, slide_int8 = _slide_seconds(model, feats, gen), _slide_seconds(q, feats, gen)
     slide_int8_8 = _slide_seconds(q, feats, gen, stride=8)
     return [
@@ -93,6 +120,9 @@ def _int8_rows(model: GPT, feats: torch.Tensor, gen: torch.Generator, fp32_clip:
         ("int8: `--samples 1`, one whole clip (sample(), top-k 64)", one, "s"),
         ("int8: `--samples 10`, one whole clip", ten, "s"),
         ("`--samples 10` / `--samples 1` time (target < 2)", ten / one, "x"),
+        ("int8 mid-clip step, 1 row: total / in the Linear layers (ms)", 1e3 * step1, f"/ {1e3 * lin1:.1f} ms"),
+        ("int8 mid-clip step, 10 rows of one condition: total / in the Linear layers (ms)", 1e3 * step10,
+         f"/ {1e3 * lin10:.1f} ms"),
         ("long video, fp32: one window slide (condition + 260 codes prefilled, 5 drawn)", slide_fp32, "s"),
         ("long video, int8: one window slide", slide_int8, "s"),
         ("long video, fp32: seconds per extra second of audio (1 column = 0.186 s)", slide_fp32 / column_s, "s/s"),
