@@ -1,9 +1,9 @@
 """`vgs train transformer`: the codes cache, config resolution, the optimiser split, learning from features,
 and the CLI end to end on the shared tiny synthetic shards.
 
-The codebooks here are built, not trained: a randomly initialised tiny VQGAN whose code vectors are set by
-k-means++ over its own encoder outputs on the training mels (a second, instead of minutes of VQGAN
-training). Such codes are deterministic functions of the mel, which is all the transformer needs.
+The codebooks here are built, not trained (tests/_codebook.py): a randomly initialised tiny VQGAN whose code
+vectors are set by k-means++ over its own encoder outputs on the training mels (a second, instead of minutes
+of VQGAN training). Such codes are deterministic functions of the mel, which is all the transformer needs.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _codebook import build_codebook
 
 from vgs_cli.audio.spec import to_model_range
-from vgs_cli.checkpoint import load_checkpoint, save_checkpoint
-from vgs_cli.config.codebook import CodebookConfig, VQGANConfig
+from vgs_cli.checkpoint import load_checkpoint
+from vgs_cli.config.codebook import CodebookConfig
 from vgs_cli.config.transformer import PRESETS, TransformerConfig
 from vgs_cli.data.dataset import ShardDataset
 from vgs_cli.data.shard_writer import write_clips
@@ -29,39 +30,11 @@ from vgs_cli.errors import ConfigError, DataError, VgsError
 from vgs_cli.fsutil import file_sha256
 from vgs_cli.loading.models import check_codebook_match
 from vgs_cli.models.gpt import GPT
-from vgs_cli.models.vqgan import VQGAN
 from vgs_cli.train.codes_cache import load_or_build_codes
 from vgs_cli.train.runner import run
 from vgs_cli.train.transformer import load_codebook, param_groups, resolve_config
 
 K = 4  # classes of the toy set
-
-
-def build_codebook(data_dir: Path, path: Path, n_embed: int = 16, seed: int = 0) -> Path:
-    """A tiny VQGAN with k-means++ code vectors fitted to its encoder outputs on `data_dir`'s train mels."""
-    torch.manual_seed(seed)
-    cfg = VQGANConfig(ch=4, num_res_blocks=1, attn_resolutions=(), z_channels=8, embed_dim=8, n_embed=n_embed,
-                      norm_groups=4)
-    model = VQGAN(cfg).eval()
-    ds = ShardDataset(data_dir, "train", fields=("mel",), mel_crop="center")
-    mels = torch.stack([ds[i]["mel"] for i in range(min(len(ds), 16))])
-    with torch.no_grad():
-        z = model.encode_pre_quant(to_model_range(mels).unsqueeze(1))
-    v = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
-    g = torch.Generator().manual_seed(seed)
-    centres = [v[torch.randint(len(v), (1,), generator=g)][0]]
-    for _ in range(n_embed - 1):  # k-means++ seeding, then a few Lloyd steps
-        d = torch.cdist(v, torch.stack(centres)).min(1).values ** 2 + 1e-12
-        centres.append(v[torch.multinomial(d / d.sum(), 1, generator=g)][0])
-    c = torch.stack(centres)
-    for _ in range(10):
-        assign = torch.cdist(v, c).argmin(1)
-        for k in range(n_embed):
-            if (assign == k).any():
-                c[k] = v[assign == k].mean(0)
-    model.quantize.embedding.weight.data.copy_(c)
-    return save_checkpoint(path, stage="codebook", config=CodebookConfig(model=cfg).to_dict(),
-                           state_dict=model.state_dict())
 
 
 @pytest.fixture(scope="module")
