@@ -155,17 +155,18 @@ def test_make_task_rejects_unknown_options(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_train_codebook_end_to_end(tmp_path, tiny_shards):
-    """`vgs train codebook` on the shared tiny shards; `load_model` rebuilds the VQGAN from the checkpoint."""
+def test_cli_train_codebook_end_to_end(tmp_path, tiny_shards, vgs):
+    """`vgs train codebook` on the shared tiny shards (in-process: the `vgs` fixture, without a second
+    interpreter importing torch); `load_model` rebuilds the VQGAN from the checkpoint."""
     from vgs_cli.data.shards import read_manifest
     from vgs_cli.loading.models import load_model
 
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "vgs_cli", "train", "codebook", "--data", str(tiny_shards), "--run", str(run),
+    cmd = ["train", "codebook", "--data", str(tiny_shards), "--run", str(run),
            "--preset", "tiny", "--steps", "4", "--batch-size", "2", "--device", "cpu", "--lpaps", "none",
            "--set", "train_frames=64", "--set", "train.eval_every=4", "--set", "train.log_every=1",
            "--set", "loss.disc_start=2", "--set", "num_plots=2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = vgs(*cmd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     model, cfg, ckpt = load_model(run / "checkpoints" / "last.ckpt", stage="codebook")
     assert type(model).__name__ == "VQGAN" and cfg.model == PRESETS["tiny"].model
@@ -182,8 +183,8 @@ def test_cli_train_codebook_end_to_end(tmp_path, tiny_shards):
     x = torch.rand(1, 1, 80, 848) * 2 - 1
     with torch.no_grad():
         assert model(x)[0].shape == x.shape
-    bad = subprocess.run(cmd[:5] + ["--data", str(tiny_shards), "--run", str(tmp_path / "r2"), "--lpaps",
-                                    str(tmp_path / "missing.ckpt")], capture_output=True, text=True, timeout=120)
+    bad = vgs(*cmd[:2], "--data", str(tiny_shards), "--run", str(tmp_path / "r2"), "--lpaps",
+              str(tmp_path / "missing.ckpt"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("error: --lpaps: checkpoint not found") and "missing.ckpt" in bad.stderr
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import soundfile as sf
@@ -257,14 +255,15 @@ def _write_tone_shards(root):
 
 
 @pytest.mark.slow
-def test_cli_train_vocoder_end_to_end(tmp_path):
-    """`vgs train vocoder` on a small shard folder; the checkpoint it writes drives load_vocoder."""
+def test_cli_train_vocoder_end_to_end(tmp_path, vgs):
+    """`vgs train vocoder` on a small shard folder (in-process: the `vgs` fixture); the checkpoint it writes
+    drives load_vocoder."""
     shards = _write_tone_shards(tmp_path / "shards")
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "vgs_cli", "train", "vocoder", "--data", str(shards), "--run", str(run),
+    cmd = ["train", "vocoder", "--data", str(shards), "--run", str(run),
            "--preset", "tiny", "--steps", "3", "--batch-size", "2", "--device", "cpu",
            "--set", "train.eval_every=3", "--set", "train.log_every=1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = vgs(*cmd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (run / "checkpoints" / "last.ckpt").is_file()
     events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -277,7 +276,6 @@ def test_cli_train_vocoder_end_to_end(tmp_path):
     out = voc.vocode(torch.rand(1, 80, 16))
     assert out.shape == (1, 16 * 256) and torch.isfinite(out).all()
     # Bad input is one line on stderr and exit code 2, not a traceback.
-    bad = subprocess.run(cmd[:5] + ["--data", str(tmp_path / "nowhere"), "--run", str(tmp_path / "r2")],
-                         capture_output=True, text=True, timeout=120)
+    bad = vgs(*cmd[:2], "--data", str(tmp_path / "nowhere"), "--run", str(tmp_path / "r2"))
     assert bad.returncode == 2, bad.stderr[-2000:]
     assert "error: data folder not found" in bad.stderr and "Traceback" not in bad.stderr
