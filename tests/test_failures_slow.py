@@ -1,4 +1,6 @@
-"""Issue 18, slow part, in the CLI's terms (a real `vgs` subprocess: exit code, the last stderr line, files):
+"""Issue 18, slow part, in the CLI's terms (a real `vgs` subprocess: exit code, the last stderr line, files;
+the re-runs and the uninterrupted reference runs go through the in-process `vgs` fixture, which gives the
+same exit code and output without another interpreter importing torch):
 
 - Ctrl-C (SIGINT) during `train`, `prepare` and batch `generate` exits 130 with one line saying what was kept,
   and re-running the same command ends with exactly what an uninterrupted run makes;
@@ -62,7 +64,7 @@ def interrupted(args: list, ready, tmp_path: Path, timeout: float = 300) -> tupl
 
 # ---------------------------------------------------------------------------------------------- Ctrl-C
 
-def test_ctrl_c_during_train_saves_and_the_rerun_matches_an_uninterrupted_run(tmp_path):
+def test_ctrl_c_during_train_saves_and_the_rerun_matches_an_uninterrupted_run(tmp_path, vgs):
     data = write_class_shards(tmp_path / "data", {"train": 4, "valid": 1}, n_classes=2, num_shards=1)
     cmd = ["train", "vggishish", "--data", data, "--steps", "8", "-b", "2", "--set", "train.log_every=1"]
     run_dir = tmp_path / "run"
@@ -75,9 +77,9 @@ def test_ctrl_c_during_train_saves_and_the_rerun_matches_an_uninterrupted_run(tm
     step = int(m.group(1))
     assert 1 <= step < 8
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["train_state"]["step"] == step
-    resumed = run(*cmd, "-o", run_dir)
+    resumed = vgs(*map(str, cmd), "-o", str(run_dir))
     assert resumed.returncode == 0 and f"resuming vggishish at step {step}/8" in resumed.stderr
-    assert run(*cmd, "-o", tmp_path / "straight").returncode == 0
+    assert vgs(*map(str, cmd), "-o", str(tmp_path / "straight")).returncode == 0
     a = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=True)
     assert a["train_state"]["step"] == b["train_state"]["step"] == 8
@@ -97,7 +99,7 @@ def _shard_arrays(root: Path) -> dict[str, dict[str, np.ndarray]]:
             for c in iter_clips(root, fields=("id", "mel", "wav", "feats"))}
 
 
-def test_ctrl_c_during_prepare_keeps_clips_and_the_rerun_completes(tmp_path):
+def test_ctrl_c_during_prepare_keeps_clips_and_the_rerun_completes(tmp_path, vgs):
     src = _videos(tmp_path / "src", 4)
     cmd = ["prepare", "folder", src, "--preset", "tiny", "--image-size", "64", "-q"]
     out = tmp_path / "ds"
@@ -105,10 +107,10 @@ def test_ctrl_c_during_prepare_keeps_clips_and_the_rerun_completes(tmp_path):
     assert code == 130
     m = re.fullmatch(r"interrupted: (\d+) finished clip\(s\) kept in .+; re-run the same command to resume", line)
     assert m and 1 <= int(m.group(1)) < 4, line
-    again = run(*cmd, "-o", out)
+    again = vgs(*map(str, cmd), "-o", str(out))
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"{m.group(1)} of 4 clips already computed" in again.stdout
-    assert run(*cmd, "-o", tmp_path / "straight").returncode == 0
+    assert vgs(*map(str, cmd), "-o", str(tmp_path / "straight")).returncode == 0
     a, b = _shard_arrays(out), _shard_arrays(tmp_path / "straight")
     assert sorted(a) == sorted(b) and len(a) == 4
     assert all(np.array_equal(a[i][k], b[i][k]) for i in b for k in b[i])
@@ -120,7 +122,7 @@ def models(tmp_path_factory) -> Path:
     return build_models(tmp_path_factory.mktemp("models"))
 
 
-def test_ctrl_c_during_batch_generate_keeps_wavs_and_the_rerun_completes(tmp_path, models):
+def test_ctrl_c_during_batch_generate_keeps_wavs_and_the_rerun_completes(tmp_path, models, vgs):
     src = _videos(tmp_path / "src", 4)
     cmd = ["generate", src, "--model", models, "--seed", "3"]
     out = tmp_path / "gen"
@@ -128,8 +130,8 @@ def test_ctrl_c_during_batch_generate_keeps_wavs_and_the_rerun_completes(tmp_pat
     assert code == 130
     assert line == f"interrupted: the finished clips in {out} are kept; re-run the same command to generate the rest"
     assert 1 <= len(list(out.rglob("*.wav"))) < 4
-    assert run(*cmd, "-o", out).returncode == 0
-    assert run(*cmd, "-o", tmp_path / "straight").returncode == 0
+    assert vgs(*map(str, cmd), "-o", str(out)).returncode == 0
+    assert vgs(*map(str, cmd), "-o", str(tmp_path / "straight")).returncode == 0
     wavs = sorted(p.relative_to(out) for p in out.rglob("*.wav"))
     assert wavs == sorted(p.relative_to(tmp_path / "straight") for p in (tmp_path / "straight").rglob("*.wav"))
     assert len(wavs) == 4
