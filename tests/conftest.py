@@ -18,10 +18,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Longest first (LPT): `make test` runs `-n 2 --dist loadfile`, so each file's module fixtures are built once, on
 # one worker, and files start in this order; what is left at the end is short files on both workers instead
 # of one long file on one (the old 480-clip margin file, started last, ran ~13 min with the other worker idle).
-# Measured single-process seconds of the slow runs: 131, 110, 75, 59, 54, 50, 50, 48, 34, 33, 22.
+# Measured seconds per file (2026-12-02, one worker of `-n 2`; the first two single-process after their cuts):
+# 110, ~105, 75, 59, 54, 50, 50, 48, 34, 33, 22.
 HEAVY_FIRST = (
-    "test_failures_slow.py",
     "test_transformer_synthetic.py",
+    "test_failures_slow.py",
     "test_generate_scale.py",
     "test_serve.py",
     "test_reproduce.py",
