@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # one worker, and files start in this order; what is left at the end is short files on both workers instead
 # of one long file on one (the old 480-clip margin file, started last, ran ~13 min with the other worker idle).
 # Measured seconds per file (2026-12-02, one worker of `-n 2`; the first two single-process after their cuts):
-# 110, ~105, 75, 59, 54, 50, 50, 48, 34, 33, 22.
+# 110, ~85, 75, 59, 54, 50, 50, 48, 34, 33, 22.
 HEAVY_FIRST = (
     "test_transformer_synthetic.py",
     "test_failures_slow.py",
