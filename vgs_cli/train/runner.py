@@ -94,7 +94,7 @@ def run(stage: str, *, data: str | Path, preset: str | None, run_dir: str | Path
     try:
         source, record = _init_source(init, stage, run_dir, env.is_main)
         if source is not None:  # a new run (no checkpoint yet): the --init file's config, then the overrides
-            cfg, preset = init_config(module, stage, source, config_file, overrides), "init"
+            cfg, preset = init_config(module, stage, source, config_file, overrides, env.is_main), "init"
         else:
             cfg, preset = _resolve(module, stage, preset, run_dir, config_file, overrides, require_resume,
                                    env.is_main)
