@@ -49,7 +49,7 @@ def _component_rows(models) -> list[tuple[str, float, str]]:
 
     settings, _ = extractor_settings("resnet50", random_weights=True)
     eager = FeatureExtractor("resnet50", settings, None, fast=False)
-    ext = FeatureExtractor("resnet50", settings, None)
+    ext = FeatureExtractor("resnet50", settings, None, fast=True)
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (215, 256, 341, 3), dtype=np.uint8)  # distinct frames: no dedup shortcut
     t_eager = _timed(lambda: eager(frames))

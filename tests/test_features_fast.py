@@ -17,7 +17,7 @@ def test_fast_path_matches_eager_on_real_frames(reference_dir, name, size):
     settings, _ = extractor_settings(name, image_size=size, random_weights=True)
     frames = read_frames(video, short_side=settings["resize_short"])[::20]  # 11 frames across the clip
     eager = FeatureExtractor(name, settings, None, device="cpu", fast=False)
-    fast = FeatureExtractor(name, settings, None, device="cpu", batch_size=4)  # batches of 4, then the rest
+    fast = FeatureExtractor(name, settings, None, device="cpu", batch_size=4, fast=True)  # batches of 4, then the rest
     assert fast.fast and not eager.fast
     fast(frames[:2])
     assert fast._graph is None  # a few frames: not worth tracing

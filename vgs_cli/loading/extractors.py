@@ -226,7 +226,7 @@ class FeatureExtractor:
     -> float32[N, dim]`; identical frames are computed once. `device` None: CUDA when available."""
 
     def __init__(self, name: str, settings: dict[str, Any], weights_path: str | Path | None = None,
-                 batch_size: int = 64, device: str | None = None, fast: bool = True):
+                 batch_size: int = 64, device: str | None = None, fast: bool = False):
         self.name, self.settings, self.batch_size = name, settings, batch_size
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.net = load_network(name, settings, weights_path)
@@ -234,9 +234,10 @@ class FeatureExtractor:
         self.net.to(self.device)
         # CPU fast path: channels-last tensors (oneDNN's native conv layout) through a frozen TorchScript
         # graph, where oneDNN fuses conv + add + ReLU. Same math: cosine >= 0.99999 to the eager network on
-        # real frames (tests/test_features_fast.py). Measured for ResNet-50 on 2 busy cores: 1.6x per frame,
-        # but tracing costs about what ~20 eager frames do, so only calls with >= `fast_min_frames` distinct
-        # frames (a 215-frame clip, not a 1- or 5-frame transformer's few) take it.
+        # real frames (tests/test_features_fast.py). Off by default: measured for ResNet-50 on 215 frames it
+        # was 1.6x per frame on 2 cores busy with other jobs, but on the same 2 cores quiet 17.7 s vs 16.9 s
+        # eager, plus ~5 s of tracing (make bench, 2026-12-02). When on, only calls with >= `fast_min_frames`
+        # distinct frames (a 215-frame clip, not a 1- or 5-frame transformer's few) take it.
         self.fast = fast and self.device.type == "cpu"
         self.fast_min_frames = 64
         self._graph: Any = None
