@@ -8,7 +8,6 @@ Sampling without the cache (the reference's way) is timed on the first tokens an
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -130,16 +129,34 @@ def _cli_rows(models) -> list[tuple[str, float, str]]:
 
 
 def _run(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB of this child alone) of a command."""
+    """(wall seconds, peak RSS MiB of this child alone) of a command.
+
+    The peak is the child's own VmHWM (/proc), polled until it exits. Not wait4's ru_maxrss: Linux starts a
+    forked child's maximum at the RSS of the parent it was forked from, so every child of this process (which
+    holds the paper-size models) reported this process's 6.8 GB."""
     log = OUT / "generate.log"
+    peak_kb = 0
     with open(log, "w") as fh:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not the largest child's so far
+        while proc.poll() is None:
+            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+            time.sleep(0.05)
         wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
+    if proc.returncode != 0:
         raise RuntimeError((log.read_text().strip().splitlines() or ["failed"])[-1])
-    return wall, usage.ru_maxrss / 1024
+    return wall, peak_kb / 1024
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    """The high-water mark of a process's resident memory (kB), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def rows() -> list[tuple[str, float, str]]:
