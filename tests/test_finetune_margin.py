@@ -30,7 +30,7 @@ from vgs_cli.data.shard_writer import write_clips
 from vgs_cli.data.shards import ClipRecord
 from vgs_cli.models.gpt import GPT
 from vgs_cli.models.lora import add_lora, is_lora_key
-from vgs_cli.train.init import LORA_LR_SCALE, InitSource, init_config
+from vgs_cli.train.init import LORA_LR_SCALE, InitSource, init_config, plain_config
 from vgs_cli.train.runner import run, stage_module
 
 BASE_STEPS, STEPS = 80, 40
@@ -122,3 +122,9 @@ def test_lora_learns_at_ten_times_the_base_rate_unless_told(tmp_path, capsys):
     (tmp_path / "c.json").write_text(json.dumps({"train": {"lr": 7e-4}}))
     assert init_config(module, "transformer", src, tmp_path / "c.json", ["finetune.lora_rank=8"]).train.lr == 7e-4
     assert capsys.readouterr().err == ""  # said only when it applies
+    # a LoRA run's checkpoint used as a new base (merged, or --init) has the base's rate back: scaled once only
+    lora = init_config(module, "transformer", src, None, ["finetune.lora_rank=8"])
+    assert lora.finetune.lr_scale == LORA_LR_SCALE
+    again = InitSource(tmp_path / "merged.ckpt", "1" * 64, "transformer", plain_config(lora).to_dict())
+    assert plain_config(lora).train.lr == pytest.approx(2e-3) and plain_config(lora).finetune.lora_rank == 0
+    assert init_config(module, "transformer", again, None, ["finetune.lora_rank=4"]).train.lr == pytest.approx(2e-2)

@@ -119,10 +119,15 @@ class FinetuneConfig(Config):
     # module-name globs (models/lora.py): attention q/k/v/output projections and both MLP layers
     lora_targets: tuple[str, ...] = ("attn.query", "attn.key", "attn.value", "attn.proj", "mlp.0", "mlp.2")
     freeze: tuple[str, ...] = ()  # parameter-name globs kept frozen (plain partial fine-tuning)
+    # the factor `--init` gave train.lr over the base's (LoRA's default 10x, train/init.py), kept so that a
+    # checkpoint of this run used as a new base (merged, or --init) gets the base's rate back, not 10x again
+    lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.lora_rank < 0 or self.lora_alpha < 0:
             raise ConfigError("finetune.lora_rank and finetune.lora_alpha must be >= 0")
+        if self.lr_scale <= 0:
+            raise ConfigError(f"finetune.lr_scale must be > 0, got {self.lr_scale}")
 
     @property
     def scale_alpha(self) -> float:

@@ -109,6 +109,7 @@ def write_merged(src: str | Path, out: str | Path, base: str | Path | None = Non
     transformer checkpoint `out` (weights W + alpha/rank B A; `finetune` reset; `extra.merged_from`)."""
     from vgs_cli.fsutil import file_sha256
     from vgs_cli.loading.models import load_model, resolve_checkpoint
+    from vgs_cli.train.init import plain_config
 
     src = resolve_checkpoint(src)  # a run folder: its best.ckpt, else last.ckpt
     model, cfg, ckpt = load_model(src, "transformer", base=base)
@@ -117,6 +118,6 @@ def write_merged(src: str | Path, out: str | Path, base: str | Path | None = Non
     extra = {k: v for k, v in ckpt.get("extra", {}).items() if k != "adapter"}
     extra["merged_from"] = {"path": str(Path(src).resolve()), "sha256": file_sha256(src),
                             "base": ckpt.get("extra", {}).get("adapter") or extra.get("init")}
-    config = cfg.replace(finetune=type(cfg.finetune)()).to_dict()
+    config = plain_config(cfg).to_dict()
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return save_checkpoint(out, stage="transformer", config=config, state_dict=state, extra=extra)

@@ -53,9 +53,7 @@ def read_init(path: str | os.PathLike, stage: str) -> InitSource:
     if not Path(path).is_file():
         raise VgsError(f"--init {path}: checkpoint not found")
     model, cfg, ckpt = load_model(path, stage)
-    config = cfg.to_dict()
-    if "finetune" in config:  # a LoRA run / adapter arrives merged: the new run starts plain
-        config["finetune"] = type(cfg.finetune)().to_dict()
+    config = (plain_config(cfg) if hasattr(cfg, "finetune") else cfg).to_dict()
     states = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
     # the other trainable models of a vgs run (discriminators); an imported codebook's PatchGAN. Not "lpaps":
     # the released LPAPS weights are random (issue #13); the run's own --lpaps network is used instead.
@@ -125,4 +123,10 @@ def lora_learning_rate(cfg: Any, is_main: bool = True) -> Any:
     if is_main:
         note(f"LoRA: learning rate {lr:g} ({LORA_LR_SCALE:g} x the base's {cfg.train.lr:g}; "
              "--set train.lr=... to choose another)")
-    return cfg.replace(train=cfg.train.replace(lr=lr))
+    return cfg.replace(train=cfg.train.replace(lr=lr), finetune=cfg.finetune.replace(lr_scale=LORA_LR_SCALE))
+
+
+def plain_config(cfg: Any) -> Any:
+    """A fine-tuned transformer config as a plain one (LoRA arrives merged): no adapters or frozen globs, and
+    the learning rate the run's base had (a LoRA run's 10x undone), so a later LoRA run scales it once."""
+    return cfg.replace(finetune=type(cfg.finetune)(), train=cfg.train.replace(lr=cfg.train.lr / cfg.finetune.lr_scale))
