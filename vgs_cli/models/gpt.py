@@ -96,6 +96,12 @@ class KVCache:
                        [k[:, :, :fill] for k in self.k], [v[:, :, :fill] for v in self.v], fill)
 
 
+def _visible(t: int, length: int, device: torch.device) -> Tensor:
+    """`Tensor[t, length]` bool: which of `length` positions each of the last `t` (new) ones may attend to,
+    i.e. new position i sees positions up to length - t + i (causal among the new, everything before)."""
+    return torch.ones(t, length, dtype=torch.bool, device=device).tril(diagonal=length - t)
+
+
 def _attend_shared(q: Tensor, k_own: Tensor, v_own: Tensor, k_pre: Tensor, v_pre: Tensor) -> Tensor:
     """Softmax attention of `q` over a per-group prefix and its own positions (causal among the new ones).
 
@@ -116,9 +122,8 @@ def _attend_shared(q: Tensor, k_own: Tensor, v_own: Tensor, k_pre: Tensor, v_pre
 
     scores = torch.cat([ungrouped(grouped(q) @ k_pre.transpose(-1, -2)), q @ k_own.transpose(-1, -2)], -1)
     scores = scores * hs ** -0.5
-    if t > 1:  # new position i sees its own positions up to length - t + i
-        visible = torch.ones(t, length, dtype=torch.bool, device=q.device).tril(diagonal=length - t)
-        scores[..., p:] = scores[..., p:].masked_fill(~visible, float("-inf"))
+    if t > 1:
+        scores[..., p:] = scores[..., p:].masked_fill(~_visible(t, length, q.device), float("-inf"))
     w = torch.softmax(scores.float(), dim=-1).to(q.dtype)
     return ungrouped(grouped(w[..., :p]) @ v_pre) + w[..., p:] @ v_own
 
@@ -155,8 +160,7 @@ class CausalSelfAttention(nn.Module):
         elif t == 1:  # one new position may see everything before it: no mask needed
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
         else:  # several new positions after a filled cache: causal within the new ones
-            mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=_visible(t, past + t, x.device), dropout_p=drop)
         y = y.transpose(1, 2).reshape(b, t, c)
         return self.resid_drop(self.proj(y))
 
