@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _codebook import build_codebook
 
-from tests.test_transformer_train import build_codebook
 from vgs_cli.config.transformer import GPTConfig
 from vgs_cli.data.shard_writer import write_clips
 from vgs_cli.data.shards import ClipRecord

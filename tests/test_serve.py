@@ -61,16 +61,10 @@ def train_models(folder: Path, shards: Path) -> Path:
     codebook = runs / "codebook" / "checkpoints" / "best.ckpt"
     # the codes cache goes to our own folder: `shards` is the session's shared, read-only tiny_shards (a cache
     # left there made test_transformer_train's own-cache count wrong)
-    saved = os.environ.get("VGS_CODES_CACHE")
-    os.environ["VGS_CODES_CACHE"] = str(runs / "codes_cache")
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VGS_CODES_CACHE", str(runs / "codes_cache"))
         run("transformer", data=shards, preset="tiny", run_dir=runs / "transformer", device="cpu", codebook=codebook,
             condition="feats", feat_frames=5, extractor=None, overrides=steps)
-    finally:
-        if saved is None:
-            os.environ.pop("VGS_CODES_CACHE", None)
-        else:
-            os.environ["VGS_CODES_CACHE"] = saved
     run("vocoder", data=shards, preset="tiny", run_dir=runs / "vocoder", device="cpu", overrides=steps)
     folder.mkdir(parents=True)
     for stage in ("codebook", "transformer", "vocoder"):
