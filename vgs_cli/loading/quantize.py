@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import torch
@@ -42,19 +43,7 @@ def quantize_gpt(gpt: nn.Module, mode: str = "int8", keep_fp32: tuple[str, ...] 
     if next(gpt.parameters()).device.type != "cpu":
         raise VgsError("--quantize int8 runs on the CPU only; on a GPU use --precision bf16 (or fp16) instead")
     model = (gpt if inplace else copy.deepcopy(gpt)).eval()
-    for name, module in list(model.named_modules()):
-        if type(module) is nn.Linear and name not in keep_fp32:
-            parent, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent), attr, _int8_linear(module))
-    return model
-
-
-def _int8_linear(linear: nn.Linear) -> nn.Module:
-    """`linear` as torch's dynamic int8 Linear, weights quantized per output channel (symmetric).
-
-    Not `torch.ao.quantization.quantize_dynamic`: its default gives ONE scale per weight matrix, while per
-    channel keeps every output row exact to 1/127 of that row's own range (rows differ several-fold in
-    trained GPTs). Rounding is done here because `torch.quantize_per_channel` took longer than the rest."""
+    names = [name for name, m in model.named_modules() if type(m) is nn.Linear and name not in keep_fp32]
     with warnings.catch_warnings():
         # torch >= 2.10 marks torch.ao.quantization deprecated in favour of torchao; it is still the
         # fastest int8 path on this CPU torch (README) and is covered by the tests, which fail if it goes.
@@ -62,16 +51,32 @@ def _int8_linear(linear: nn.Linear) -> nn.Module:
         warnings.simplefilter("ignore", UserWarning)
         from torch.ao.nn.quantized.dynamic import Linear as QLinear
 
-        w = linear.weight.detach().float()
-        low, high = w.aminmax(dim=1)
-        scale = (torch.maximum(-low, high) / 127.5).clamp(min=torch.finfo(torch.float32).eps)
-        ints = torch.round(w / scale[:, None]).clamp_(-128, 127).to(torch.int8)
-        zero = torch.zeros_like(scale, dtype=torch.long)
-        qweight = torch._make_per_channel_quantized_tensor(ints, scale.double(), zero, 0)
-        q = QLinear(1, 1, dtype=torch.qint8)  # 1 x 1: its placeholder costs nothing to pack
-        q.in_features, q.out_features = linear.in_features, linear.out_features
-        bias = None if linear.bias is None else linear.bias.detach().float()
-        q.set_weight_bias(qweight, bias)
+        # One layer per core at a time: fbgemm's weight packing (most of the ~2.3 s at paper size) runs on
+        # one thread, and the ops release the GIL. The pool is as wide as torch's own thread count.
+        with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
+            layers = list(pool.map(lambda n: _int8_linear(model.get_submodule(n), QLinear), names))
+    for name, layer in zip(names, layers, strict=True):
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent), attr, layer)
+    return model
+
+
+def _int8_linear(linear: nn.Linear, QLinear: type) -> nn.Module:  # noqa: N803 (the class, imported once)
+    """`linear` as torch's dynamic int8 Linear, weights quantized per output channel (symmetric).
+
+    Not `torch.ao.quantization.quantize_dynamic`: its default gives ONE scale per weight matrix, while per
+    channel keeps every output row exact to 1/127 of that row's own range (rows differ several-fold in
+    trained GPTs). Rounding is done here because `torch.quantize_per_channel` took longer than the rest."""
+    w = linear.weight.detach().float()
+    low, high = w.aminmax(dim=1)
+    scale = (torch.maximum(-low, high) / 127.5).clamp(min=torch.finfo(torch.float32).eps)
+    ints = torch.round(w / scale[:, None]).clamp_(-128, 127).to(torch.int8)
+    zero = torch.zeros_like(scale, dtype=torch.long)
+    qweight = torch._make_per_channel_quantized_tensor(ints, scale.double(), zero, 0)
+    q = QLinear(1, 1, dtype=torch.qint8)  # 1 x 1: its placeholder costs nothing to pack
+    q.in_features, q.out_features = linear.in_features, linear.out_features
+    bias = None if linear.bias is None else linear.bias.detach().float()
+    q.set_weight_bias(qweight, bias)
     return q
 
 

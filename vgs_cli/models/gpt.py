@@ -185,13 +185,22 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def _embedding(num: int, dim: int, meta: bool) -> nn.Embedding:
+    """`nn.Embedding(num, dim)`; on the meta device without its initialisation (see `GPT.__init__`)."""
+    return nn.Embedding(num, dim, _weight=torch.empty(num, dim)) if meta else nn.Embedding(num, dim)
+
+
 class GPT(nn.Module):
     """Conditional GPT over codebook indices. Build with `GPT(cfg.model)`."""
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        # Built on the meta device, the model is only a frame for a checkpoint's tensors (loading/models.py):
+        # initialising it would be wasted, and nn.Embedding's own normal_ on meta tensors imports
+        # torch._dynamo (~1.1 s of every `vgs generate`). On a real device the init is the usual one.
+        meta = torch.get_default_device().type == "meta"
+        self.tok_emb = _embedding(cfg.vocab_size, cfg.n_embd, meta)
         # zeros, as minGPT/the reference (its init never touched pos_emb)
         self.pos_emb = nn.Parameter(torch.zeros(1, cfg.block_size, cfg.n_embd))
         self.drop = nn.Dropout(cfg.dropout)
@@ -202,12 +211,13 @@ class GPT(nn.Module):
             self.sync_embedder = nn.Linear(cfg.feat_dim, cfg.n_embd)
         if cfg.condition == "feats+class":
             self.feat_embedder = nn.Conv1d(cfg.feat_dim, cfg.n_embd, kernel_size=1)
-            self.cls_embedder = nn.Embedding(cfg.num_classes, cfg.n_embd)
+            self.cls_embedder = _embedding(cfg.num_classes, cfg.n_embd, meta)
         elif cfg.condition == "class":
-            self.embedder = nn.Embedding(cfg.num_classes, cfg.n_embd)
+            self.embedder = _embedding(cfg.num_classes, cfg.n_embd, meta)
         else:  # "feats" and "none"
             self.embedder = nn.Conv1d(cfg.feat_dim, cfg.n_embd, kernel_size=1)
-        self.apply(self._init_weights)
+        if not meta:
+            self.apply(self._init_weights)
         if cfg.sync:
             # A per-channel gate from zero (as Flamingo's gated cross-attention): the model starts as the
             # paper's and opens the gate as the aligned features prove useful. Without it the projection of
