@@ -116,19 +116,25 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+def split_override(item: str) -> tuple[str, str]:
+    """`"a.b.c=value"` -> `("a.b.c", "value")`: the one parse of a `--set` item."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.sub=value")
+    key, raw = item.split("=", 1)
+    return key.strip(), raw
+
+
 def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
     """Apply `a.b.c=value` overrides (value parsed as JSON, else taken as a string), strictly."""
     data = cfg.to_dict()
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key.sub=value")
-        key, raw = item.split("=", 1)
+        key, raw = split_override(item)
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
         node = data
-        parts = key.strip().split(".")
+        parts = key.split(".")
         for part in parts[:-1]:
             if not isinstance(node, dict) or part not in node:
                 raise ConfigError(f"override {key!r}: unknown key {part!r}")

@@ -94,7 +94,7 @@ def init_config(module: Any, stage: str, init: InitSource, config_file: str | Pa
                 overrides: list[str] | tuple[str, ...], is_main: bool = True) -> Any:
     """The run's config: the checkpoint's, then `--config`, then `--set` (strict, as for a preset). A LoRA
     transformer without a train.lr of its own learns at LORA_LR_SCALE x the base's rate."""
-    from vgs_cli.config.base import apply_overrides
+    from vgs_cli.config.base import apply_overrides, split_override
     from vgs_cli.train.config_files import config_file_dict, deep_merge
 
     if init.stage != stage:
@@ -102,7 +102,7 @@ def init_config(module: Any, stage: str, init: InitSource, config_file: str | Pa
     from_file = config_file_dict(config_file)
     data = deep_merge(init.config, from_file)
     cfg = apply_overrides(module.CONFIG_CLASS.from_dict(data, where=f"--init {init.path} config"), list(overrides))
-    lr_given = "lr" in (from_file.get("train") or {}) or any(o.split("=", 1)[0].strip() == "train.lr" for o in overrides)
+    lr_given = "lr" in (from_file.get("train") or {}) or any(split_override(o)[0] == "train.lr" for o in overrides)
     if stage == "transformer" and cfg.finetune.lora_rank and not lr_given:
         return lora_learning_rate(cfg, is_main)
     return cfg
