@@ -116,3 +116,17 @@ def test_toy_stage_config_used_by_the_trainer_tests_is_strict_too():
     assert T.ToyConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match=r"ToyConfig\.train\.stpes|unknown key\(s\) stpes"):
         T.ToyConfig.from_dict({**cfg.to_dict(), "train": {**cfg.train.to_dict(), "stpes": 3}})
+
+
+def test_a_record_cannot_be_set_but_round_trips_from_files():
+    """`finetune.lr_scale` is what vgs records about LoRA's default rate (train/init.py): `--set` of it is
+    refused with a line that names what to set instead, while a config (or checkpoint) carrying it loads."""
+    from vgs_cli.config.transformer import PRESETS, TransformerConfig
+
+    tiny = PRESETS["tiny"]
+    with pytest.raises(ConfigError, match=r"finetune\.lr_scale.*a record vgs writes.*set train\.lr instead"):
+        apply_overrides(tiny, ["finetune.lr_scale=3"])
+    recorded = tiny.replace(finetune=tiny.finetune.replace(lr_scale=10.0))
+    assert TransformerConfig.from_dict(json.loads(recorded.to_json())).finetune.lr_scale == 10.0
+    assert apply_overrides(recorded, ["train.lr=1e-4"]).finetune.lr_scale == 10.0  # other keys: as before
+    assert "RECORDS" not in {f.name for f in dataclasses.fields(TransformerConfig)}

@@ -23,6 +23,10 @@ T = TypeVar("T", bound="Config")
 class Config:
     """Base class: frozen dataclass with strict dict round trip."""
 
+    # {dotted key: what it records}: fields vgs writes as a record of the run (kept in config.json and
+    # checkpoints so later runs read them) that `--set` may not change. A class attribute, not a field.
+    RECORDS: typing.ClassVar[dict[str, str]] = {}
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
@@ -129,6 +133,8 @@ def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
     data = cfg.to_dict()
     for item in overrides:
         key, raw = split_override(item)
+        if key in type(cfg).RECORDS:
+            raise ConfigError(f"override {key!r}: a record vgs writes, not an option ({type(cfg).RECORDS[key]})")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:

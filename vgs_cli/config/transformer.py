@@ -145,6 +145,8 @@ class TransformerConfig(Config):
     # copied from one) with a recorded codebook refuses any other codebook file.
     codebook_sha256: str = ""
 
+    RECORDS = {"finetune.lr_scale": "the factor LoRA's default learning rate applied; set train.lr instead"}
+
 
 def _train(**kw) -> TrainConfig:
     # AdamW (0.9, 0.95) with decay 0.01 on Linear weights only, as the reference's configure_optimizers.
