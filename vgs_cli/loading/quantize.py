@@ -49,24 +49,25 @@ def quantize_gpt(gpt: nn.Module, mode: str = "int8", keep_fp32: tuple[str, ...] 
         # fastest int8 path on this CPU torch (README) and is covered by the tests, which fail if it goes.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        from torch.ao.nn.quantized.dynamic import Linear as QLinear
-
         # One layer per core at a time: fbgemm's weight packing (most of the ~2.3 s at paper size) runs on
         # one thread, and the ops release the GIL. The pool is as wide as torch's own thread count.
         with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
-            layers = list(pool.map(lambda n: _int8_linear(model.get_submodule(n), QLinear), names))
+            layers = list(pool.map(lambda n: _int8_linear(model.get_submodule(n)), names))
     for name, layer in zip(names, layers, strict=True):
         parent, _, attr = name.rpartition(".")
         setattr(model.get_submodule(parent), attr, layer)
     return model
 
 
-def _int8_linear(linear: nn.Linear, QLinear: type) -> nn.Module:  # noqa: N803 (the class, imported once)
+def _int8_linear(linear: nn.Linear) -> nn.Module:
     """`linear` as torch's dynamic int8 Linear, weights quantized per output channel (symmetric).
 
     Not `torch.ao.quantization.quantize_dynamic`: its default gives ONE scale per weight matrix, while per
     channel keeps every output row exact to 1/127 of that row's own range (rows differ several-fold in
-    trained GPTs). Rounding is done here because `torch.quantize_per_channel` took longer than the rest."""
+    trained GPTs). Rounding is done here because `torch.quantize_per_channel` took longer than the rest.
+    Called inside `quantize_gpt`'s warnings context (torch.ao's deprecation notices)."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
     w = linear.weight.detach().float()
     low, high = w.aminmax(dim=1)
     scale = (torch.maximum(-low, high) / 127.5).clamp(min=torch.finfo(torch.float32).eps)
