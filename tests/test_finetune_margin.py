@@ -105,8 +105,6 @@ def test_lora_trains_under_five_percent_of_a_paper_size_gpt():
     assert lora / total < 0.05 and lora / total == pytest.approx(0.0115, abs=0.001)
 
 
-
-
 def test_lora_learns_at_ten_times_the_base_rate_unless_told(tmp_path, capsys):
     """A LoRA run from --init trains at LORA_LR_SCALE = 10 x the base's train.lr (README: at 1x a rank-8 adapter
     tied scratch on one seed of three, at 10x it beat scratch and 1x on all three); an explicit --set train.lr or
