@@ -39,7 +39,7 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "config": frozenset({*UPPER, "models", "data", "audio"}),
     "shared": frozenset({*UPPER, "models", "data", "audio"}),
 }
-SHARED_MODULES = frozenset({"errors", "fsutil", "checkpoint", "dist", "__init__"})
+SHARED_MODULES = frozenset({"errors", "fsutil", "checkpoint", "dist", "cache", "cpu", "__init__"})
 
 
 @dataclass(frozen=True)
