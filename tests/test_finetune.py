@@ -309,3 +309,34 @@ def test_cli_lora_train_merge_and_generate_with_base(lora_run, toy, tmp_path, vg
     a, b = load_checkpoint(tmp_path / "m.ckpt"), load_checkpoint(run_dir / "checkpoints" / "merged.ckpt")
     assert a["state_dict"].keys() == b["state_dict"].keys()
     assert all(torch.allclose(a["state_dict"][k], b["state_dict"][k], atol=1e-6) for k in a["state_dict"])
+
+
+def test_export_merged_never_overwrites_its_base_and_needs_force_for_an_existing_file(lora_run, tmp_path, vgs):
+    """Issue 25.5: `-o BASE` used to exit 0 and replace the base (the adapter then no longer loaded), and any
+    existing output was replaced silently."""
+    adapter, base = lora_run["run"] / "checkpoints" / "adapter.ckpt", lora_run["base"]
+    kept = {p: file_sha256(p) for p in (adapter, base)}
+    link = tmp_path / "link.ckpt"
+    link.symlink_to(base)
+    for src, out in [(adapter, base), (adapter, link), (adapter, adapter), (lora_run["run"], base)]:
+        for force in ([], ["--force"]):
+            proc = vgs("export", "merged", str(src), "-o", str(out), *force)
+            assert proc.returncode == 2, (src, out, proc.stdout + proc.stderr)
+            assert proc.stderr.count("\n") == 1 and "would destroy a file the adapter needs" in proc.stderr
+    assert {p: file_sha256(p) for p in kept} == kept
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(b"mine")
+    proc = vgs("export", "merged", str(adapter), "-o", str(other))
+    assert proc.returncode == 2 and "already exists; use --force" in proc.stderr and other.read_bytes() == b"mine"
+    assert vgs("export", "merged", str(adapter), "-o", str(other), "--force").returncode == 0
+    assert load_model(other, "transformer")[1].finetune.lora_rank == 0
+
+
+@pytest.mark.parametrize("option", [["--lora-rank", "0"], ["--lora-alpha", "0"], ["--lora-alpha", "-1"]])
+def test_lora_rank_and_alpha_must_be_positive(option, lora_run, toy, tmp_path, vgs):
+    """Issue 25: `--lora-rank 0` with --init was quietly a full fine-tune, `--lora-alpha 0` an adapter scaled by 0."""
+    proc = vgs("train", "transformer", "--data", str(lora_run["data"]), "--init", str(lora_run["base"]),
+               "--codebook", str(toy["codebook"]), "-o", str(tmp_path / "run"), "--steps", "1", "--new-classes",
+               *(["--lora-rank", "2"] if option[0] != "--lora-rank" else []), *option, "--device", "cpu")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and option[0] in proc.stderr, proc.stderr
+    assert not (tmp_path / "run").exists()

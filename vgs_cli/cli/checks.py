@@ -19,3 +19,10 @@ def device(value: Optional[str]) -> Optional[str]:
     except VgsError as exc:
         raise typer.BadParameter(str(exc)) from None
     return value
+
+
+def positive(value: Optional[float]) -> Optional[float]:
+    """A float option that must be > 0 when given (typer's `min=` cannot exclude the bound itself)."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be > 0, got {value:g}")
+    return value

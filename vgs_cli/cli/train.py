@@ -68,8 +68,8 @@ def transformer(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = R
                 feat_frames: Optional[int] = typer.Option(None, "--feat-frames", help="Visual frames in the condition: 1, 5 or 212 (default: the preset's; a resumed run keeps its own)."),
                 extractor: Optional[str] = typer.Option(None, "--extractor", help="Visual features to use (default: the only/first one in the shards)."),
                 sync: bool = typer.Option(False, "--sync", help="Also add each code's time-aligned visual features to its input (not in the paper; same as --set model.sync=true)."),
-                lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="Train rank-R LoRA adapters on the frozen --init base; writes checkpoints/adapter.ckpt (finetune.lora_rank). Trains at 10x the base's train.lr unless --set train.lr is given."),
-                lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha", help="LoRA scale alpha (update x alpha/rank; default: alpha = rank)."),
+                lora_rank: Optional[int] = typer.Option(None, "--lora-rank", min=1, help="Train rank-R LoRA adapters on the frozen --init base; writes checkpoints/adapter.ckpt (finetune.lora_rank). Trains at 10x the base's train.lr unless --set train.lr is given."),
+                lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha", callback=checks.positive, help="LoRA scale alpha (update x alpha/rank; default: alpha = rank)."),
                 lora_targets: Optional[str] = typer.Option(None, "--lora-targets", help="Comma-separated layer globs for LoRA (default attn.query,attn.key,attn.value,attn.proj,mlp.0,mlp.2)."),
                 freeze: list[str] = typer.Option([], "--freeze", help="Freeze parameters matching this glob, e.g. 'blocks.0.*' or tok_emb.weight (repeatable)."),
                 new_classes: bool = typer.Option(False, "--new-classes", help="With --init: a new class table for the data's classes, each row started at the mean of the base's class embeddings."),
@@ -92,7 +92,8 @@ def transformer(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = R
     if merge:
         from vgs_cli.train.finetune import write_merged
 
-        typer.echo(f"wrote {write_merged(run, run / 'checkpoints' / 'merged.ckpt')}")  # best.ckpt, else last
+        # best.ckpt, else last; the run's own merged.ckpt is replaced (a resumed run merges again)
+        typer.echo(f"wrote {write_merged(run, run / 'checkpoints' / 'merged.ckpt', force=True)}")
 
 
 @app.command("vocoder")

@@ -102,3 +102,17 @@ def transformer_state(ckpt: dict[str, Any], path: str | os.PathLike,
     if any(is_lora_key(k) for k in state):
         state = merge_lora_state(state, _scale(ckpt))
     return state
+
+
+def merge_inputs(ckpt: dict[str, Any], path: str | os.PathLike, base: str | os.PathLike | None = None) -> list[Path]:
+    """The files a merge of `ckpt` (at `path`) stands on: itself, then its base (an adapter's recorded or given
+    base, down a chain of adapters; a LoRA run's `--init` checkpoint, which its adapter.ckpt records as base).
+    Overwriting any of them with the merge would destroy what the adapter needs."""
+    paths = [Path(path)]
+    if is_adapter(ckpt):
+        base_path = _base_path(ckpt, Path(path), base)
+        paths += merge_inputs(load_checkpoint(base_path, stage="transformer", mmap=True), base_path)
+    elif any(is_lora_key(k) for k in ckpt["state_dict"]):
+        init = (ckpt.get("extra") or {}).get("init") or {}
+        paths += [Path(init["path"])] if init.get("path") else []
+    return paths

@@ -104,10 +104,14 @@ def adapter_loss(path: Path) -> float | None:
     return float(loss) if loss is not None else None
 
 
-def write_merged(src: str | Path, out: str | Path, base: str | Path | None = None) -> Path:
+def write_merged(src: str | Path, out: str | Path, base: str | Path | None = None, force: bool = False) -> Path:
     """`src` (a LoRA run folder or checkpoint, or an adapter file; its base via the record or `base`) -> one plain
-    transformer checkpoint `out` (weights W + alpha/rank B A; `finetune` reset; `extra.merged_from`)."""
+    transformer checkpoint `out` (weights W + alpha/rank B A; `finetune` reset; `extra.merged_from`).
+
+    An existing `out` is replaced only with `force`, and never when it is a file the merge stands on (`src`, its
+    base): the adapter would no longer load."""
     from vgs_cli.fsutil import file_sha256
+    from vgs_cli.loading.adapters import merge_inputs
     from vgs_cli.loading.models import load_model, resolve_checkpoint
     from vgs_cli.train.init import plain_config
 
@@ -115,9 +119,23 @@ def write_merged(src: str | Path, out: str | Path, base: str | Path | None = Non
     model, cfg, ckpt = load_model(src, "transformer", base=base)
     if not cfg.finetune.lora_rank:
         raise VgsError(f"{src} has no LoRA adapters to merge (it is already a plain transformer)")
+    _check_merge_output(Path(out), merge_inputs(ckpt, src, base), force)
     extra = {k: v for k, v in ckpt.get("extra", {}).items() if k != "adapter"}
     extra["merged_from"] = {"path": str(Path(src).resolve()), "sha256": file_sha256(src),
                             "base": ckpt.get("extra", {}).get("adapter") or extra.get("init")}
     config = plain_config(cfg).to_dict()
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return save_checkpoint(out, stage="transformer", config=config, state_dict=state, extra=extra)
+
+
+def _check_merge_output(out: Path, inputs: list[Path], force: bool) -> None:
+    """Refuse to overwrite an input of the merge (always) or any existing file (unless `force`)."""
+    if not out.exists():
+        return
+    for i, path in enumerate(inputs):
+        if path.exists() and out.samefile(path):  # links and other spellings of the same file too
+            what = "the checkpoint being merged" if i == 0 else "the adapter's base"
+            raise VgsError(f"-o {out} is {what} ({path}); writing the merge there would destroy a file the "
+                           "adapter needs: pick another output path")
+    if not force:
+        raise VgsError(f"-o {out} already exists; use --force to replace it or pick another output path")
