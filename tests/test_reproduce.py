@@ -41,8 +41,9 @@ def test_protocol_helpers():
     assert protocol_split(registry.find(NAME).info) == "valid"  # the paper's VAS "test" set is its valid split
     assert protocol_split(registry.find("vggsound_a_nofeats").info) == "test"
     assert paper_number("22.6*") == 22.6 and paper_number("9.7") == 9.7 and paper_number(None) is None
-    assert partial_reason(None, 768, 10) is None and partial_reason(768, 768, 10) is None
-    assert partial_reason(5, 768, 2) == "first 5 of 768 clips; 2 sample(s) per clip instead of 10"
+    assert partial_reason(None, 768, 10, 10) is None and partial_reason(768, 768, 10, 10) is None
+    assert partial_reason(5, 768, 2, 10) == "first 5 of 768 clips; 2 sample(s) per clip instead of 10"
+    assert partial_reason(None, 14512, 1, 1) is None  # VGGSound's protocol: 1 sample per clip
     from vgs_cli.reproduce.models import transformer_entry
 
     with pytest.raises(VgsError, match="not a transformer"):
@@ -108,6 +109,10 @@ def test_reproduce_end_to_end_from_a_mirror(tmp_path, monkeypatch, capsys):
 
         r = json.loads((out / "reproduce.json").read_text())
         assert r["partial"] and r["partial_reason"] == "first 2 of 3 clips; 2 sample(s) per clip instead of 10"
+        # the reference's sampler for a VAS transformer on the VAS codebook (README: TOP_K=64), printed too
+        assert r["sampler"]["top_k"] == 64 and r["sampler"]["temperature"] == 1.0 and r["sampler"]["paper_protocol"]
+        assert r["paper_protocol"] is False  # partial
+        assert "top-k 64, temperature 1" in printed.out and "TOP_K=64" in printed.out
         assert r["split"] == "valid" and r["clips"] == 2 and r["eval"]["n_fake"] == 4 and r["eval"]["n_real"] == 3
         assert r["paper"] == {"fid": "22.6*", "mkl": "5.8*"} and sorted(r["fetched"]) == sorted([NAME, "melgan",
                                                                                                 "melception"])
@@ -147,3 +152,24 @@ def test_models_already_imported_by_vgs_download_are_used_as_they_are(tmp_path):
     assert (found.vocoder, found.melception) == (tmp_path / "vocoder.ckpt", tmp_path / "melception.ckpt")
     with serve({}) as srv, pytest.raises(VgsError, match="404"):
         find_or_fetch("vas_a_nofeats", tmp_path, base_url=srv.base, log=lambda m: None)
+
+
+def test_each_row_samples_as_the_reference_did_and_an_override_says_it_leaves_the_protocol():
+    """The reference's evaluation variables: VAS transformers on the VAS codebook top-k 64, on the VGGSound
+    codebook 512; VGGSound transformers 512 with 1 sample per video; temperature 1 everywhere."""
+    from vgs_cli.reproduce.run import ReproduceOptions, run_sampler, sampler_for
+
+    rows = [e for e in registry.entries() if e.kind == "transformer"]
+    assert len(rows) == 24
+    for e in rows:
+        s = sampler_for(e.info)
+        vas = e.info["transformer_data"] == "VAS"
+        expected_k = 64 if vas and e.info["codebook"] == "VAS" else 512
+        assert (s.top_k, s.temperature, s.samples_per_clip) == (expected_k, 1.0, 10 if vas else 1), e.run
+        assert "README" in s.source and "sampler.yaml" in s.source
+    ref = sampler_for(registry.find(NAME).info)
+    same = run_sampler(ref, ReproduceOptions())
+    assert same["paper_protocol"] and same["note"] is None and same["top_k"] == 64
+    other = run_sampler(ref, ReproduceOptions(top_k=100))
+    assert not other["paper_protocol"] and other["top_k"] == 100
+    assert other["note"] == "top-k 100 instead of the reference's 64: not the paper's sampling protocol"

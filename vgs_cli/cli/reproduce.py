@@ -27,7 +27,13 @@ def reproduce(
                                         "run (said so everywhere; not comparable with the paper)."),
     models: Path = typer.Option(Path("models/official"), "--models", help="Where the official files are found "
                                 "or downloaded to (as `vgs download -o`)."),
-    samples: int = typer.Option(10, "--samples", "-n", min=1, help="Samples per clip (the paper: 10; fewer is partial)."),
+    samples: Optional[int] = typer.Option(None, "--samples", "-n", min=1, help="Samples per clip (default: the "
+                                          "reference's for the row: 10 on VAS, 1 on VGGSound; fewer is partial)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="Override the row's reference top-k (VAS "
+                                        "transformers on the VAS codebook: 64, else 512); the run is then not the "
+                                        "paper's protocol, and says so."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Override the "
+                                                "reference's temperature (1.0); likewise not the paper's protocol."),
     split: Optional[str] = typer.Option(None, "--split", help="Evaluation split (default: the paper's: VGGSound "
                                         "test, VAS valid)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips sampled together."),
@@ -36,7 +42,7 @@ def reproduce(
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Mirror of the official files (default: "
                                            "$VGS_OFFICIAL_BASE_URL, else the official server)."),
 ) -> None:
-    """Reproduce one row of the paper's table: fetch the models, generate 10 samples per clip, score, compare.
+    """Reproduce one row of the paper's table: fetch the models, sample as the reference did, score, compare.
 
     Resumable (a rerun skips finished clips) and shareable among GPUs: `torchrun --nproc_per_node N -m vgs_cli
     reproduce ...`."""
@@ -47,14 +53,15 @@ def reproduce(
     from vgs_cli.reproduce.run import reproduce as run
 
     out = out or Path("reproduce") / name
-    opts = ReproduceOptions(models=models, limit=limit, samples=samples, split=split, batch_size=batch_size,
-                            seed=seed, device=device, base_url=base_url)
+    opts = ReproduceOptions(models=models, limit=limit, samples=samples, top_k=top_k, temperature=temperature,
+                            split=split, batch_size=batch_size, seed=seed, device=device, base_url=base_url)
     r = run(name, data, out, opts, log=typer.echo)
     if r is None:  # a torchrun rank other than 0: rank 0 prints
         return
     title = (f"vgs reproduce {r['name']}: setting {r['setting']}, {r['condition']}"
              + (f" ({r['features']})" if r["features"] else "")
-             + f"; {r['clips']} {r['split']} clips x {r['samples_per_clip']}")
+             + f"; {r['clips']} {r['split']} clips x {r['samples_per_clip']}; top-k {r['sampler']['top_k']}, "
+             f"temperature {r['sampler']['temperature']:g}")
     table = Table(title=title)
     for col, justify in (("metric", "left"), ("vgs", "right"), ("paper", "right"), ("difference", "right")):
         table.add_column(col, justify=justify)
@@ -65,4 +72,7 @@ def reproduce(
     if r["partial"]:
         console.print(f"PARTIAL RUN ({r['partial_reason']}): not the paper's protocol, the numbers are not "
                       "comparable with the paper's")
+    if r["sampler"]["note"]:
+        console.print(f"SAMPLER CHANGED ({r['sampler']['note']}): the numbers are not the paper's protocol")
+    console.print(f"sampler: {r['sampler']['reference']['source']}")
     console.print(f"results in {out / 'reproduce.json'}; samples in {r['samples_dir']}")

@@ -3,13 +3,16 @@
     result = reproduce("vas_c_212feats_resnet50", Path("data/vas"), Path("reproduce/vas_c"), ReproduceOptions())
 
 1. find or fetch the official transformer (+ its codebook), MelGAN and Melception (reproduce/models.py);
-2. generate the protocol's samples: 10 per clip of the evaluation split (VGGSound: test, 14,512 clips;
-   VAS: valid, 768 clips, which the paper uses as its test set) with `generate.scale` (resumable, and
-   shared among processes when run under torchrun);
+2. generate the protocol's samples with the reference's own sampler for the row (`sampler_for`: the registry
+   records it per transformer with its source: temperature 1, sampling from the distribution, top-k 64 for
+   VAS transformers on the VAS codebook and 512 otherwise; 10 samples per clip on VAS, 1 on VGGSound) for
+   every clip of the evaluation split (VGGSound: test, 14,512 clips; VAS: valid, 768 clips, which the paper
+   uses as its test set) with `generate.scale` (resumable, and shared among processes when run under torchrun);
 3. score them against the real clips of that split with the eval driver (`metrics.evaluate`, Melception);
 4. put FID / MKL beside the paper's numbers for the row (the registry has them) and write
    `OUT/reproduce.json`. `--limit N` (first N clips) or fewer samples make a partial run, which every
-   output says it is: its numbers are not comparable with the paper's (FID/KID depend on the set sizes).
+   output says it is: its numbers are not comparable with the paper's (FID/KID depend on the set sizes);
+   `--top-k` or `--temperature` other than the row's sampler is said to be outside the paper's protocol.
 """
 
 from __future__ import annotations
@@ -25,14 +28,34 @@ from vgs_cli.fsutil import write_json
 from vgs_cli.reproduce.models import OfficialModels, find_or_fetch, transformer_entry
 
 Log = Callable[[str], None]
-PROTOCOL_SAMPLES = 10  # samples per clip in the paper's evaluation
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """How the reference sampled a row's evaluation set (recorded per transformer in the registry)."""
+
+    top_k: int | None
+    temperature: float
+    samples_per_clip: int
+    source: str  # where the reference says so
+
+
+def sampler_for(entry_info: dict[str, Any]) -> Sampler:
+    """The reference's sampler of a transformer row (`official_files.json`'s `sampler`)."""
+    raw = entry_info.get("sampler")
+    if not isinstance(raw, dict):
+        raise VgsError("this transformer's registry row records no reference sampler (a vgs bug: report it)")
+    return Sampler(raw.get("top_k"), float(raw.get("temperature", 1.0)), int(raw["samples_per_video"]),
+                   str(raw.get("source", "")))
 
 
 @dataclass(frozen=True)
 class ReproduceOptions:
     models: Path = Path("models/official")  # where official files are found or fetched to
     limit: int | None = None  # only the first N clips of the split (a partial run)
-    samples: int = PROTOCOL_SAMPLES
+    samples: int | None = None  # default: the row's protocol (the reference's samples per clip)
+    top_k: int | None = None  # default: the row's reference sampler; another value leaves the paper's protocol
+    temperature: float | None = None  # likewise (the reference: 1.0)
     split: str | None = None  # default: the paper's evaluation split for the transformer's dataset
     batch_size: int = 8
     seed: int = 0
@@ -51,13 +74,26 @@ def paper_number(text: Any) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def partial_reason(limit: int | None, n_clips: int, samples: int) -> str | None:
+def partial_reason(limit: int | None, n_clips: int, samples: int, protocol_samples: int) -> str | None:
     parts = []
     if limit is not None and limit < n_clips:
         parts.append(f"first {limit} of {n_clips} clips")
-    if samples != PROTOCOL_SAMPLES:
-        parts.append(f"{samples} sample(s) per clip instead of {PROTOCOL_SAMPLES}")
+    if samples != protocol_samples:
+        parts.append(f"{samples} sample(s) per clip instead of {protocol_samples}")
     return "; ".join(parts) or None
+
+
+def run_sampler(reference: Sampler, opts: ReproduceOptions) -> dict[str, Any]:
+    """What this run samples with, beside the reference's, and whether that is still the paper's protocol."""
+    top_k = reference.top_k if opts.top_k is None else opts.top_k
+    temperature = reference.temperature if opts.temperature is None else opts.temperature
+    samples = reference.samples_per_clip if opts.samples is None else opts.samples
+    changed = [f"{name} {mine} instead of the reference's {ref}"
+               for name, mine, ref in (("top-k", top_k, reference.top_k),
+                                       ("temperature", temperature, reference.temperature)) if mine != ref]
+    return {"top_k": top_k, "temperature": temperature, "samples_per_clip": samples,
+            "reference": asdict(reference), "paper_protocol": not changed,
+            "note": ("; ".join(changed) + ": not the paper's sampling protocol") if changed else None}
 
 
 def _check_data(data: Path, split: str) -> int:
@@ -67,16 +103,18 @@ def _check_data(data: Path, split: str) -> int:
     return int(manifest["splits"][split])
 
 
-def _generate(models: OfficialModels, data: Path, out: Path, opts: ReproduceOptions, split: str, worker,
-              device, log: Log) -> dict[str, Any]:
+def _generate(models: OfficialModels, data: Path, out: Path, opts: ReproduceOptions, sampler: dict[str, Any],
+              split: str, worker, device, log: Log) -> dict[str, Any]:
     from vgs_cli.generate.engine import GenerateOptions, load_bundle, resolve_models
     from vgs_cli.generate.scale import generate_split
 
     paths = resolve_models(transformer=models.transformer, codebook=models.codebook, vocoder_ckpt=models.vocoder,
                            vocoder="melgan")
     bundle = load_bundle(paths, vocoder="melgan", device=str(device))
-    return generate_split(bundle, data, out, GenerateOptions(samples=opts.samples, seed=opts.seed), split=split,
-                          batch_size=opts.batch_size, limit=opts.limit, worker=worker, log=log)
+    gen = GenerateOptions(samples=sampler["samples_per_clip"], seed=opts.seed, top_k=sampler["top_k"],
+                          temperature=sampler["temperature"])
+    return generate_split(bundle, data, out, gen, split=split, batch_size=opts.batch_size, limit=opts.limit,
+                          worker=worker, log=log)
 
 
 def reproduce(name: str, data: Path, out: Path, opts: ReproduceOptions = ReproduceOptions(),
@@ -90,8 +128,16 @@ def reproduce(name: str, data: Path, out: Path, opts: ReproduceOptions = Reprodu
     entry = transformer_entry(name)
     split = opts.split or protocol_split(entry.info)
     n_clips = _check_data(data, split)
-    if opts.samples < 1:
+    if opts.samples is not None and opts.samples < 1:
         raise VgsError("--samples must be at least 1")
+    if opts.top_k is not None and opts.top_k < 1:
+        raise VgsError("--top-k must be at least 1")
+    if opts.temperature is not None and opts.temperature <= 0:
+        raise VgsError("--temperature must be > 0")
+    sampler = run_sampler(sampler_for(entry.info), opts)
+    log(f"sampling as the reference did for this row: top-k {sampler['reference']['top_k']}, temperature "
+        f"{sampler['reference']['temperature']:g}, {sampler['reference']['samples_per_clip']} sample(s) per clip"
+        + (f" ({sampler['note']})" if sampler["note"] else ""))
     gen_dir = out / "samples"
     env = dist.init_distributed(opts.device, timeout=timedelta(days=7))  # no-op without torchrun
     try:
@@ -100,7 +146,8 @@ def reproduce(name: str, data: Path, out: Path, opts: ReproduceOptions = Reprodu
         dist.broadcast_object(True)
         if models is None:
             models = find_or_fetch(name, opts.models, base_url=opts.base_url, log=lambda m: None)
-        summary = _generate(models, data, gen_dir, opts, split, Worker(env.rank, env.world_size), env.device, log)
+        summary = _generate(models, data, gen_dir, opts, sampler, split, Worker(env.rank, env.world_size),
+                            env.device, log)
     finally:
         if env.created:
             dist.destroy()
@@ -108,16 +155,17 @@ def reproduce(name: str, data: Path, out: Path, opts: ReproduceOptions = Reprodu
         return None
     if not summary["complete"]:
         raise VgsError(f"{gen_dir}: {summary['missing']} clips lack samples after generation; run again to finish")
-    return _score(models, data, split, gen_dir, out, opts, n_clips, summary, log)
+    return _score(models, data, split, gen_dir, out, opts, sampler, n_clips, summary, log)
 
 
 def _score(models: OfficialModels, data: Path, split: str, gen_dir: Path, out: Path, opts: ReproduceOptions,
-           n_clips: int, summary: dict[str, Any], log: Log) -> dict[str, Any]:
+           sampler: dict[str, Any], n_clips: int, summary: dict[str, Any], log: Log) -> dict[str, Any]:
     from vgs_cli.metrics.evaluate import EvalSettings, evaluate
 
     log(f"scoring {gen_dir} against {data}:{split} with {models.melception}")
     # ISc's 10 splits need 10 fakes: a tiny partial run uses fewer (the protocol has thousands)
-    settings = EvalSettings(isc_splits=min(10, summary["clips"] * opts.samples))
+    samples = sampler["samples_per_clip"]
+    settings = EvalSettings(isc_splits=min(10, summary["clips"] * samples))
     result = evaluate(f"{data}:{split}", gen_dir, models.melception, settings, device=opts.device)
     m = result["metrics"]
     info = models.entry.info
@@ -129,12 +177,13 @@ def _score(models: OfficialModels, data: Path, split: str, gen_dir: Path, out: P
     for row in rows:
         ref = paper_number(row["paper"])
         row["difference"] = None if ref is None or row["ours"] is None else row["ours"] - ref
-    reason = partial_reason(opts.limit, n_clips, opts.samples)
+    reason = partial_reason(opts.limit, n_clips, samples, sampler["reference"]["samples_per_clip"])
     report = {
         "name": models.entry.alias or models.entry.run, "run": models.entry.run, "setting": info.get("setting"),
         "condition": info.get("condition"), "features": info.get("features"),
         "partial": reason is not None, "partial_reason": reason,
-        "split": split, "clips": summary["clips"], "clips_in_split": n_clips, "samples_per_clip": opts.samples,
+        "split": split, "clips": summary["clips"], "clips_in_split": n_clips, "samples_per_clip": samples,
+        "sampler": sampler, "paper_protocol": reason is None and sampler["paper_protocol"],
         "table": rows, "paper": paper, "metrics": m,
         "models": {k: str(getattr(models, k)) for k in ("transformer", "codebook", "vocoder", "melception")},
         "fetched": list(models.fetched), "samples_dir": str(gen_dir),
