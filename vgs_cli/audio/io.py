@@ -178,8 +178,10 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, duration_s: float
     return wav
 
 
-def write_wav(path: str | os.PathLike, wav: np.ndarray, sr: int = SAMPLE_RATE, subtype: str = "PCM_16") -> Path:
-    """Atomically write a mono `float[S]` waveform (on [-1, 1]) as a wav file (`PCM_16` or `FLOAT`)."""
+def write_wav(path: str | os.PathLike, wav: np.ndarray, sr: int = SAMPLE_RATE, subtype: str = "PCM_16",
+              comment: str | None = None) -> Path:
+    """Atomically write a mono `float[S]` waveform (on [-1, 1]) as a wav file (`PCM_16` or `FLOAT`); `comment`
+    goes into the file's INFO chunk (`soundfile.SoundFile(path).comment` reads it: generate's provenance)."""
     import soundfile as sf
 
     wav = np.asarray(wav, dtype=np.float32)
@@ -188,8 +190,10 @@ def write_wav(path: str | os.PathLike, wav: np.ndarray, sr: int = SAMPLE_RATE, s
     if subtype == "PCM_16":
         wav = np.clip(wav, -1.0, 1.0)  # int16 would wrap around otherwise
     path = Path(path)
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), wav, int(sr), subtype=subtype, format="WAV")
+    with atomic_path(path) as tmp, sf.SoundFile(str(tmp), "w", int(sr), 1, subtype, format="WAV") as fh:
+        if comment:
+            fh.comment = comment
+        fh.write(wav)
     return path
 
 

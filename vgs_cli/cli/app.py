@@ -9,7 +9,20 @@ import sys
 import typer
 
 from vgs_cli import __version__
-from vgs_cli.cli import codec, evaluate, export, generate, info, official, prepare, reproduce, serve, train
+from vgs_cli.cli import (
+    codec,
+    doctor,
+    evaluate,
+    export,
+    generate,
+    info,
+    models,
+    official,
+    prepare,
+    reproduce,
+    serve,
+    train,
+)
 from vgs_cli.errors import Interrupted, VgsError
 from vgs_cli.fsutil import output_error
 
@@ -47,6 +60,10 @@ app.add_typer(export.app, name="export", help="Write derived checkpoints: `merge
 app.command("download", help="Download published SpecVQGAN files (MD5-checked) and import them.")(official.download)
 app.command("reproduce", help="Reproduce a row of the paper's table with an official transformer: fetch, generate, "
             "score, compare.")(reproduce.reproduce)
+app.add_typer(models.app, name="models", help="List the models vgs knows; `vgs models default PATH` sets the model "
+              "`vgs generate` uses when none is named.")
+app.command("doctor", help="What a bug report needs: versions, CPU, GPUs, ffmpeg, extras, the cache folder, "
+            "the default model (--json). Exit 1 with one line per problem.")(doctor.doctor)
 app.command("serve", help=serve.HELP, short_help="Serve a web page + HTTP API (warm models; needs the serve extra).")(serve.serve)
 
 

@@ -16,7 +16,7 @@ from vgs_cli.errors import Interrupted, VgsError
 def generate(
     source: Path = typer.Argument(..., help="A video file, a folder of videos, or a shard folder (batch mode)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output wav (one video) or output folder (batch mode)."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Folder (or run folders) with the codebook, transformer and vocoder checkpoints."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Folder (or run folders) with the codebook, transformer and vocoder checkpoints (default: $VGS_MODEL, else the default model: `vgs models`)."),
     transformer: Optional[Path] = typer.Option(None, "--transformer", help="Transformer checkpoint (overrides --model)."),
     codebook: Optional[Path] = typer.Option(None, "--codebook", help="Codebook checkpoint (default: the transformer's)."),
     base: Optional[Path] = typer.Option(None, "--base", help="With a LoRA adapter as --transformer: its base transformer (default: the path the adapter recorded; the SHA-256 must match)."),
@@ -56,7 +56,8 @@ def generate(
     A shard split can be shared among processes: run under `torchrun --nproc_per_node N -m vgs_cli generate
     ...` and/or with --shard-index/--num-shards (one output folder; finished clips are skipped on a rerun)."""
     from vgs_cli.generate.batch import generate_folder, generate_video, is_shard_folder
-    from vgs_cli.generate.engine import GenerateOptions, load_bundle, resolve_models
+    from vgs_cli.generate.engine import GenerateOptions, load_bundle
+    from vgs_cli.loading.default_model import resolve
 
     if samples < 1:
         raise VgsError("--samples must be at least 1")
@@ -82,9 +83,9 @@ def generate(
     opts = GenerateOptions(samples=samples, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
                            seed=seed, class_name=class_name, quantize=quantize, precision=precision,
                            window_stride=window_stride)
-    paths = resolve_models(model, transformer=transformer, codebook=codebook, vocoder_ckpt=vocoder_ckpt,
-                           vocoder=vocoder)
+    paths = resolve(model, transformer=transformer, codebook=codebook, vocoder_ckpt=vocoder_ckpt, vocoder=vocoder)
     paths = dataclasses.replace(paths, base=base)  # ModelPaths is frozen
+    typer.echo(f"model: {paths.source or paths.transformer}")
     if is_shard_folder(source):
         if out.suffix.lower() == ".wav":
             raise VgsError(f"batch mode writes a folder: --out {out} looks like a file")

@@ -48,11 +48,18 @@ def specvqgan(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: <stage>.ckpt files (use with --model)."),
     stats: Optional[Path] = STATS, classes: Optional[Path] = CLASSES, extractor: Optional[str] = EXTRACTOR,
     force: bool = FORCE, n_head: Optional[int] = N_HEAD,
+    default: bool = typer.Option(False, "--default", help="Make OUT (its transformer, codebook and vocoder) the "
+                                 "default model of `vgs generate`."),
 ) -> None:
     """Convert official SpecVQGAN files (codebook, transformer, MelGAN, Melception, VGGish-ish) into vgs checkpoints."""
     from vgs_cli.official.importer import import_specvqgan
 
     _report(import_specvqgan(path, out, _options(stats, classes, extractor, force, n_head), log=typer.echo))
+    if default:
+        from vgs_cli.loading.default_model import set_default
+
+        rec = set_default(out, how=f"vgs import specvqgan {path}")
+        typer.echo(f"default model: {out} (transformer {rec['transformer']})")
 
 
 def _print_list() -> None:
@@ -66,8 +73,11 @@ def _print_list() -> None:
 
 def download(
     names: Optional[list[str]] = typer.Argument(None, help="Published names or aliases (see --list)."),
-    out: Path = typer.Option(Path("models/official"), "--out", "-o", help="Folder for the imported checkpoints "
-                             "(downloads are kept in OUT/downloads)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the imported checkpoints "
+                                       "(downloads are kept in OUT/downloads; default: the cache folder's "
+                                       "official/, see `vgs doctor`)."),
+    default: bool = typer.Option(False, "--default", help="Make the downloaded transformer (with its codebook and "
+                                 "the official MelGAN, fetched too) the default model of `vgs generate`."),
     list_: bool = typer.Option(False, "--list", help="List the published files and exit."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Mirror to fetch from (default: "
                                            "$VGS_OFFICIAL_BASE_URL, else the official server)."),
@@ -77,8 +87,13 @@ def download(
     if list_:
         _print_list()
         return
+    from vgs_cli.cache import cache_path
     from vgs_cli.official.fetch import download_official
 
+    out = out or cache_path("official")
+    if default:
+        _download_default(list(names or []), out, base_url)
+        return
     results = download_official(list(names or []), out, _options(stats, classes, extractor, force),
                                 base_url=base_url, log=typer.echo)
     for r in results:
@@ -86,3 +101,17 @@ def download(
         for note in r.notes:
             typer.echo(f"  note: {note}")
         _report(r.written)
+
+
+def _download_default(names: list[str], out: Path, base_url: Optional[str]) -> None:
+    """`vgs download NAME --default`: the transformer, its codebook and MelGAN (found or fetched as `vgs
+    reproduce` does), recorded as the default model."""
+    from vgs_cli.loading.default_model import set_default
+    from vgs_cli.reproduce.models import find_or_fetch
+
+    if len(names) != 1:
+        raise VgsError("--default takes one transformer name (e.g. vgs download vas_c_212feats_resnet50 --default)")
+    m = find_or_fetch(names[0], out, base_url=base_url, log=typer.echo, melception=False)
+    set_default(None, transformer=m.transformer, codebook=m.codebook, vocoder=m.vocoder,
+                how=f"vgs download {names[0]}", name=names[0])
+    typer.echo(f"default model: {names[0]} ({m.transformer}, {m.codebook}, {m.vocoder})")

@@ -25,8 +25,9 @@ def reproduce(
                                        "(default: reproduce/NAME)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N clips: a quick, partial "
                                         "run (said so everywhere; not comparable with the paper)."),
-    models: Path = typer.Option(Path("models/official"), "--models", help="Where the official files are found "
-                                "or downloaded to (as `vgs download -o`)."),
+    models: Optional[Path] = typer.Option(None, "--models", help="Where the official files are found or "
+                                          "downloaded to (default: the cache folder's official/, where `vgs "
+                                          "download` puts them)."),
     samples: Optional[int] = typer.Option(None, "--samples", "-n", min=1, help="Samples per clip (default: the "
                                           "reference's for the row: 10 on VAS, 1 on VGGSound; fewer is partial)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="Override the row's reference top-k (VAS "
@@ -49,10 +50,12 @@ def reproduce(
     from rich.console import Console
     from rich.table import Table
 
+    from vgs_cli.cache import cache_path
     from vgs_cli.reproduce.run import ReproduceOptions
     from vgs_cli.reproduce.run import reproduce as run
 
     out = out or Path("reproduce") / name
+    models = models or cache_path("official")  # the same folder `vgs download` (no -o) fills
     opts = ReproduceOptions(models=models, limit=limit, samples=samples, top_k=top_k, temperature=temperature,
                             split=split, batch_size=batch_size, seed=seed, device=device, base_url=base_url)
     r = run(name, data, out, opts, log=typer.echo)

@@ -9,6 +9,7 @@ the split and generate/scale.py for the run + final check.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -67,7 +68,11 @@ def generate_video(bundle: Bundle, video: str | os.PathLike, out: str | os.PathL
     paths = []
     for k in range(len(wav)):
         path = numbered(out, k, len(wav))
-        write_wav(path, wav[k].numpy(), SPEC.sample_rate)
+        note = {"vgs": __version__, "model": bundle.paths.source or str(bundle.paths.transformer),
+                "transformer": str(bundle.paths.transformer), "codebook": str(bundle.paths.codebook),
+                "vocoder": str(bundle.paths.vocoder or bundle.vocoder.name), "video": str(video),
+                "seed": opts.seed, "sample": k + 1, "samples": len(wav)}
+        write_wav(path, wav[k].numpy(), SPEC.sample_rate, comment=json.dumps(note))  # provenance in the wav
         paths.append(path)
     if spectrogram is not None:
         from vgs_cli.audio.plot import save_mel_png
@@ -96,6 +101,7 @@ def _provenance(bundle: Bundle, opts: GenerateOptions, source: Path, split: str 
         "vgs_version": __version__,
         "source": str(source.resolve()),
         "split": split,
+        "model": paths.source or str(paths.transformer),  # how it was chosen: --model, $VGS_MODEL, the default
         "transformer": {"path": str(paths.transformer), "sha256": file_sha256(paths.transformer)},
         "codebook": {"path": str(paths.codebook), "sha256": file_sha256(paths.codebook)},
         "vocoder": {"kind": bundle.vocoder.name,

@@ -28,7 +28,7 @@ from vgs_cli.config.spec import SPEC
 from vgs_cli.config.transformer import GPTConfig
 from vgs_cli.data.condition import condition_frames, resample_indices
 from vgs_cli.errors import CheckpointError, VgsError
-from vgs_cli.loading.models import peek_stage, recorded_codebook, run_checkpoint
+from vgs_cli.loading.model_folder import ModelPaths, find_checkpoints, resolve_models  # noqa: F401 (re-exported)
 from vgs_cli.models import sampling
 from vgs_cli.models.gpt import GPT, from_sequence
 
@@ -59,14 +59,6 @@ class GenerateOptions:
                     generator=generator, use_cache=self.use_cache)
 
 
-@dataclass(frozen=True)
-class ModelPaths:
-    transformer: Path
-    codebook: Path
-    vocoder: Path | None  # None with the Griffin-Lim vocoder
-    base: Path | None = None  # a LoRA adapter's base transformer (default: the path the adapter recorded)
-
-
 @dataclass
 class Bundle:
     """Everything `generate` needs, loaded once."""
@@ -83,65 +75,6 @@ class Bundle:
     @property
     def condition(self) -> str:
         return self.gpt.cfg.condition
-
-
-# --------------------------------------------------------------------------------------- model discovery
-
-def find_checkpoints(folder: Path) -> dict[str, list[Path]]:
-    """Checkpoints by stage in a model folder: `*.ckpt` files and run folders (`<run>/checkpoints/best.ckpt`)."""
-    candidates = sorted(folder.glob("*.ckpt"))
-    for sub in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
-        ckpt = run_checkpoint(sub)
-        if ckpt is not None:
-            candidates.append(ckpt)
-    found: dict[str, list[Path]] = {}
-    for path in candidates:
-        stage = peek_stage(path)
-        if stage:
-            found.setdefault(stage, []).append(path)
-    return found
-
-
-def _one(found: dict[str, list[Path]], stage: str, folder: Path, flag: str) -> Path | None:
-    paths = found.get(stage, [])
-    if len(paths) > 1:
-        raise VgsError(f"{folder} holds {len(paths)} {stage} checkpoints ({', '.join(p.name for p in paths[:4])}); "
-                       f"pick one with {flag}")
-    return paths[0] if paths else None
-
-
-def resolve_models(model: str | os.PathLike | None = None, *, transformer: str | os.PathLike | None = None,
-                   codebook: str | os.PathLike | None = None, vocoder_ckpt: str | os.PathLike | None = None,
-                   vocoder: str = "melgan") -> ModelPaths:
-    """Find the three checkpoints: explicit paths win over what `model` (a folder or run folder) holds.
-
-    A missing codebook falls back to the file the transformer recorded at training time."""
-    found: dict[str, list[Path]] = {}
-    folder = Path(model) if model is not None else None
-    if folder is not None:
-        if not folder.exists():
-            raise VgsError(f"model folder not found: {folder}")
-        found = find_checkpoints(folder) if folder.is_dir() else {peek_stage(folder) or "?": [folder]}
-    where = folder or Path(".")
-    t_path = Path(transformer) if transformer else _one(found, "transformer", where, "--transformer")
-    if t_path is None:
-        raise VgsError(f"no transformer checkpoint in {where} (train one with `vgs train transformer` or pass --transformer)")
-    c_path = Path(codebook) if codebook else _one(found, "codebook", where, "--codebook")
-    if c_path is None:
-        recorded = recorded_codebook(t_path)
-        if recorded is None:
-            raise VgsError(f"the model folder {where} is missing a codebook checkpoint (pass --codebook)")
-        c_path = recorded
-    v_path = None
-    if vocoder == "melgan":
-        v_path = Path(vocoder_ckpt) if vocoder_ckpt else _one(found, "vocoder", where, "--vocoder-ckpt")
-        if v_path is None:
-            raise VgsError(f"the model folder {where} is missing a vocoder checkpoint "
-                           "(pass --vocoder-ckpt, or use --vocoder griffinlim)")
-    for p in (t_path, c_path, v_path):
-        if p is not None and not p.is_file():
-            raise VgsError(f"checkpoint not found: {p}")
-    return ModelPaths(t_path, c_path, v_path)
 
 
 def load_bundle(paths: ModelPaths, vocoder: str = "melgan", device: str | None = None,

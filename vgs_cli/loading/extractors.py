@@ -52,20 +52,18 @@ def _efficientnet_lite0() -> nn.Module:
 
 
 def _resnet50_weights() -> Path:
-    """torchvision's published file, from torch's hub cache or downloaded (SHA-256 prefix checked)."""
-    name = RESNET50_URL.rsplit("/", 1)[1]
-    dst = Path(torch.hub.get_dir()) / "checkpoints" / name
-    if dst.is_file():
-        return dst
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    """torchvision's published file: in the vgs cache (`loading/weights.py`, SHA-256 prefix checked on download),
+    else torch's hub cache where torchvision users already have it, else downloaded into the vgs cache."""
+    from vgs_cli.loading.weights import cached_path, get_entry, weight_path
+
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / get_entry("resnet50").filename
+    found = cached_path("resnet50")
+    if found is None and hub.is_file():
+        return hub
     try:
-        torch.hub.download_url_to_file(RESNET50_URL, str(dst), hash_prefix=name.split("-")[1].split(".")[0],
-                                       progress=False)
-    except Exception as exc:  # offline, proxy, hash mismatch
-        raise VgsError(f"cannot download the ResNet-50 weights ({type(exc).__name__}: {str(exc)[:120]}); "
-                       f"download {RESNET50_URL} yourself and pass --visual-weights PATH, "
-                       "or use --random-visual-weights for a pipeline test") from None
-    return dst
+        return found or weight_path("resnet50")
+    except VgsError as exc:
+        raise VgsError(f"{exc}; or pass --visual-weights PATH, or --random-visual-weights for a pipeline test") from None
 
 
 def _efficientnet_lite0_weights() -> Path:

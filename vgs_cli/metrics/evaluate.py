@@ -2,14 +2,13 @@
 
 Metrics (as in the paper / torch-fidelity): FID and KID on the pooled features, ISc on the fakes' unbiased
 logits, MKL between each fake's and its own real clip's class distribution. Real-side outputs are cached
-per (shard folder, split, manifest hash, classifier hash) in `<shards>/.cache/` (or `~/.cache/vgs/eval`
+per (shard folder, split, manifest hash, classifier hash) in `<shards>/.cache/` (or the cache folder's `eval/`, `vgs_cli/cache.py`
 when the shard folder is read-only), written atomically, so a second evaluation skips the real clips.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from vgs_cli import __version__
+from vgs_cli.cache import cache_path
 from vgs_cli.errors import VgsError
 from vgs_cli.fsutil import atomic_path, file_sha256, write_json
 from vgs_cli.metrics import fakes as F
@@ -88,7 +88,7 @@ def pick_split(root: Path, split: str | None) -> tuple[str, dict[str, Any]]:
 
 def _cache_path(root: Path, split: str, manifest_sha: str, clf_sha: str) -> list[Path]:
     name = f"eval_real_v{CACHE_VERSION}_{split}_{manifest_sha[:12]}_{clf_sha[:16]}.pt"
-    home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vgs" / "eval"
+    home = cache_path("eval")  # the one cache folder (vgs_cli/cache.py)
     folder_id = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
     return [root / ".cache" / name, home / f"{folder_id}_{name}"]
 

@@ -27,7 +27,7 @@ class OfficialModels:
     transformer: Path
     codebook: Path
     vocoder: Path
-    melception: Path
+    melception: Path | None  # None when not asked for (`vgs download NAME --default` needs no classifier)
     entry: registry.Entry  # the transformer's row (paper numbers in entry.info)
     fetched: tuple[str, ...]  # names downloaded by this call (empty: everything was already there)
 
@@ -63,8 +63,10 @@ def _fetch(name: str, folder: Path, base_url: str | None, log: Log) -> None:
     download_official([name], folder, base_url=base_url, log=log)
 
 
-def find_or_fetch(name: str, models: Path, *, base_url: str | None = None, log: Log = print) -> OfficialModels:
-    """Transformer `name`, its codebook, MelGAN and Melception: found under `models`, else fetched there."""
+def find_or_fetch(name: str, models: Path, *, base_url: str | None = None, log: Log = print,
+                  melception: bool = True) -> OfficialModels:
+    """Transformer `name`, its codebook, MelGAN and Melception (unless `melception=False`): found under
+    `models`, else fetched there."""
     entry = transformer_entry(name)
     fetched: list[str] = []
     t_folder = models / entry.run
@@ -78,6 +80,9 @@ def find_or_fetch(name: str, models: Path, *, base_url: str | None = None, log: 
                        "(delete the folder and run again)")
     paths = {"transformer": found[0], "codebook": found[1]}
     for alias, names in _FILES.items():
+        if alias == "melception" and not melception:
+            paths[alias] = None
+            continue
         run = registry.find(alias).run
         hit = _find(run, names, [models / alias, models])
         if hit is None:

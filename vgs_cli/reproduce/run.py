@@ -18,11 +18,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from vgs_cli import __version__
+from vgs_cli.cache import cache_path
 from vgs_cli.errors import VgsError
 from vgs_cli.fsutil import write_json
 from vgs_cli.reproduce.models import OfficialModels, find_or_fetch, transformer_entry
@@ -51,7 +52,7 @@ def sampler_for(entry_info: dict[str, Any]) -> Sampler:
 
 @dataclass(frozen=True)
 class ReproduceOptions:
-    models: Path = Path("models/official")  # where official files are found or fetched to
+    models: Path = field(default_factory=lambda: cache_path("official"))  # found or fetched there (as vgs download)
     limit: int | None = None  # only the first N clips of the split (a partial run)
     samples: int | None = None  # default: the row's protocol (the reference's samples per clip)
     top_k: int | None = None  # default: the row's reference sampler; another value leaves the paper's protocol

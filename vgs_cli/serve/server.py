@@ -68,7 +68,8 @@ def serve(opts: ServeOptions, log: Callable[[str], None] = print) -> None:
         import gradio  # noqa: F401
     except ImportError:
         raise VgsError('vgs serve needs the [serve] extra: pip install -e ".[serve]" (gradio)') from None
-    from vgs_cli.generate.engine import load_bundle, resolve_models
+    from vgs_cli.generate.engine import load_bundle
+    from vgs_cli.loading.default_model import resolve
     from vgs_cli.serve.card import card_markdown, model_card
     from vgs_cli.serve.examples import demo_models, find_examples
     from vgs_cli.serve.page import build_page
@@ -81,7 +82,8 @@ def serve(opts: ServeOptions, log: Callable[[str], None] = print) -> None:
         kwargs = {**kwargs, **{k: kwargs.get(k) or v for k, v in demo.items()}, "model": None}
         log(f"{model} is a `make demo` output folder: serving its feature-conditioned models")
     t0 = time.perf_counter()
-    paths = resolve_models(**kwargs)
+    paths = resolve(**kwargs)  # no model named: $VGS_MODEL, else the default model (as vgs generate)
+    log(f"model: {paths.source or paths.transformer}")
     bundle = load_bundle(paths, vocoder=kwargs.get("vocoder", "melgan"), device=opts.device, gl_iters=opts.gl_iters)
     limits = Limits(max_seconds=opts.max_seconds, max_upload_mb=opts.max_upload_mb, keep_minutes=opts.keep_minutes)
     svc = Service(bundle, out_dir, limits, gl_iters=opts.gl_iters, visual_weights=opts.visual_weights,

@@ -10,7 +10,7 @@ and stores `codes_<split>_<key>.npz` with
     key    str               JSON of what the codes depend on (codebook sha256, data manifest hash, crop ...)
 
 in the cache folder: `$VGS_CODES_CACHE`, else `<data>/codes_cache/` when writable, else
-`~/.cache/vgs/codes/`. A file whose key does not match (another codebook file, re-prepared data) is never
+the cache folder's `codes/` (`vgs_cli/cache.py`). A file whose key does not match (another codebook file, re-prepared data) is never
 used; it is rebuilt. Under torchrun rank 0 builds and the other ranks wait, then read.
 """
 
@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vgs_cli.audio.spec import to_model_range
+from vgs_cli.cache import cache_path as vgs_cache_path
 from vgs_cli.data import shards
 from vgs_cli.data.dataset import ShardDataset, collate
 from vgs_cli.errors import DataError
@@ -65,7 +66,7 @@ def cache_dir_for(data_dir: str | os.PathLike) -> Path:
     local = Path(data_dir) / "codes_cache"
     if os.access(local if local.exists() else Path(data_dir), os.W_OK):
         return local
-    return Path.home() / ".cache" / "vgs" / "codes"
+    return vgs_cache_path("codes")  # the one cache folder (vgs_cli/cache.py)
 
 
 def _is_main() -> bool:
