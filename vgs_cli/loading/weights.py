@@ -51,6 +51,11 @@ def register(entry: WeightFile) -> WeightFile:
 register(WeightFile("resnet50", "resnet50-0676ba61.pth", "https://download.pytorch.org/models/resnet50-0676ba61.pth",
                     "ResNet-50 visual features (torchvision's ImageNet V1 weights)",
                     sha256_prefix="0676ba61"))
+# DeSync's Synchformer (`loading/metric_nets_av.py`). MMAudio's download list publishes an MD5 for it; not
+# recorded because it could not be confirmed here, so this download is not checksummed.
+register(WeightFile("synchformer", "synchformer_state_dict.pth",
+                    "https://github.com/hkchengrex/MMAudio/releases/download/v0.1/synchformer_state_dict.pth",
+                    "Synchformer (DeSync)"))
 
 
 def weights_dir() -> Path:
