@@ -44,15 +44,15 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
 
-    def entry(self, path: Path) -> Path:
-        """Where the features of `path` (by content) are kept."""
-        digest = file_sha256(path)
+    def entry(self, path: Path | None = None, digest: str | None = None) -> Path:
+        """Where the features of `path` (by content), or of data with SHA-256 `digest`, are kept."""
+        digest = digest or file_sha256(path)
         return self.folder / digest[:2] / f"{digest}.npy"
 
-    def get(self, path: Path) -> np.ndarray | None:
+    def get(self, path: Path | None = None, digest: str | None = None) -> np.ndarray | None:
         if not self.enabled:
             return None
-        entry = self.entry(path)
+        entry = self.entry(path, digest)
         if not entry.is_file():
             return None
         try:
@@ -60,11 +60,11 @@ class FeatureCache:
         except (OSError, ValueError):  # a damaged entry is recomputed, never fatal
             return None
 
-    def put(self, path: Path, value: np.ndarray) -> None:
+    def put(self, path: Path | None, value: np.ndarray, digest: str | None = None) -> None:
         if not self.enabled:
             return
         try:
-            with atomic_path(self.entry(path)) as tmp, open(tmp, "wb") as fh:
+            with atomic_path(self.entry(path, digest)) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(value), allow_pickle=False)
         except (OSError, OutputError):  # an unwritable cache only costs the saving (fsutil's one-line form too)
             return

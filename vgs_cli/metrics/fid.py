@@ -37,6 +37,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     with warnings.catch_warnings():
         # a singular product is expected with fewer items than dimensions; the non-finite check handles it
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)  # sqrtm's own error estimate of a singular product
         covmean, _ = scipy.linalg.sqrtm(sigma1.dot(sigma2), disp=False)
         if not np.isfinite(covmean).all():
             # a (nearly) singular product: regularise both covariances, as torch-fidelity does
