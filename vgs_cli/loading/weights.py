@@ -51,6 +51,17 @@ def register(entry: WeightFile) -> WeightFile:
 register(WeightFile("resnet50", "resnet50-0676ba61.pth", "https://download.pytorch.org/models/resnet50-0676ba61.pth",
                     "ResNet-50 visual features (torchvision's ImageNet V1 weights)",
                     sha256_prefix="0676ba61"))
+# the av-benchmark audio metric networks (`loading/metric_nets.py`); no checksum is published for PaSST's
+# release file, and Zenodo's MD5 of Cnn14_16k is not recorded (it could not be checked here)
+register(WeightFile("passt", "passt-s-f128-p16-s10-ap.476-swa.pt",
+                    "https://github.com/kkoutini/PaSST/releases/download/v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt",
+                    "PaSST-S AudioSet (FD_PaSST, KL_PaSST, IS_PaSST)"))
+register(WeightFile("panns_cnn14_16k", "Cnn14_16k_mAP=0.438.pth",
+                    "https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth",
+                    "PANNs Cnn14 16 kHz (FD_PANNs, KL_PANNs, IS_PANNs)"))
+register(WeightFile("vggish", "vggish-10086976.pth",
+                    "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
+                    "VGGish (FD_VGGish)", sha256_prefix="10086976"))
 # DeSync's Synchformer (`loading/metric_nets_av.py`). MMAudio's download list publishes an MD5 for it; not
 # recorded because it could not be confirmed here, so this download is not checksummed.
 register(WeightFile("synchformer", "synchformer_state_dict.pth",
