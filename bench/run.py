@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 # Order = the order of the pipeline.
-MODULES = ["spec", "prepare", "datasets", "trainer", "codebook", "gpt", "quantize", "vocoder", "train_steps", "generate", "serve", "official", "metrics"]
+MODULES = ["spec", "prepare", "datasets", "trainer", "codebook", "gpt", "quantize", "vocoder", "train_steps", "generate", "serve", "official", "metrics", "av_metrics"]
 
 
 def main(argv: list[str] | None = None) -> int:

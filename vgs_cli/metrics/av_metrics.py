@@ -54,7 +54,7 @@ def desync_scores(pairs: Sequence[AVPair], *, weights_dir: Path | None, device: 
         return []
     model, sha = load_synchformer(weights_dir, device)
     cache = FeatureCache(f"synchformer-video-{si.FPS}fps-{si.SIZE}", sha)
-    return [_desync_one(model, cache, pair, device, batch_size) for pair in pairs]
+    return [desync_one(model, cache, pair, device, batch_size) for pair in pairs]
 
 
 def _batched(fn, segments: torch.Tensor, device: str, batch_size: int) -> torch.Tensor:
@@ -70,7 +70,8 @@ def pair_video_s(n_segments: int) -> float:
 
 
 @torch.inference_mode()
-def _desync_one(model: Synchformer, cache: FeatureCache, pair: AVPair, device: str, batch_size: int) -> dict:
+def desync_one(model: Synchformer, cache: FeatureCache, pair: AVPair, device: str, batch_size: int) -> dict:
+    """One pair's entry of `desync_scores` with a loaded model (bench/av_metrics.py times this)."""
     wav = si.load_audio16k(pair.audio)
     n_audio = si.segment_count(len(wav), si.SEG_SAMPLES, si.SEG_HOP_SAMPLES)
 
