@@ -31,6 +31,8 @@ def generate(
     class_name: Optional[str] = typer.Option(None, "--class", help="Class name for class-conditioned transformers."),
     mux: Optional[Path] = typer.Option(None, "--mux", help="Also write the video with the generated sound track (mp4)."),
     spectrogram: Optional[Path] = typer.Option(None, "--spectrogram", help="Also write the generated mel spectrogram(s) as PNG."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="One video: also write an mp4 that plays the clip "
+                                           "once per sample with its sound and a caption (sample k of N, seed S)."),
     split: str = typer.Option("test", "--split", help="Shard split to generate for (batch mode on shards)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips sampled together (batch mode on shards)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N clips of the split."),
@@ -86,6 +88,8 @@ def generate(
     paths = resolve(model, transformer=transformer, codebook=codebook, vocoder_ckpt=vocoder_ckpt, vocoder=vocoder)
     paths = dataclasses.replace(paths, base=base)  # ModelPaths is frozen
     typer.echo(f"model: {paths.source or paths.transformer}")
+    if compare is not None and not source.is_file():
+        raise VgsError("--compare works on one video file (it plays that clip once per sample)")
     if is_shard_folder(source):
         if out.suffix.lower() == ".wav":
             raise VgsError(f"batch mode writes a folder: --out {out} looks like a file")
@@ -106,6 +110,10 @@ def generate(
             typer.echo(f"wrote {mux}" + (" (one per sample)" if samples > 1 else ""))
         if spectrogram is not None:
             typer.echo(f"wrote {spectrogram}")
+        if compare is not None:
+            from vgs_cli.generate.compare import write_compare
+
+            typer.echo(f"wrote {write_compare(source, written, compare, seed=seed)} ({len(written)} x the clip)")
         return
     if out.suffix.lower() == ".wav":
         raise VgsError(f"batch mode writes a folder: --out {out} looks like a file")

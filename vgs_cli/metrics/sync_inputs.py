@@ -4,7 +4,7 @@ Video: ffmpeg's `fps=25` filter (default rounding, what torchaudio's StreamingMe
 for), frames decoded at source size; the shorter side resized to 224 on uint8 (torch's antialiased bicubic
 on uint8, the kernel torchvision's `v2.Resize(224, BICUBIC)` runs for uint8 tensors on CPU; long side
 `int(224 * long / short)`), centre crop 224 (torchvision's offsets), to [0, 1], then (x - 0.5) / 0.5.
-Audio: mono at 16 kHz (torchaudio's sinc resampler, written out here: Hann window, width 6, rolloff 0.99),
+Audio: mono at 16 kHz (torchaudio's sinc resampler: `audio/resample.py`),
 no DC removal; per segment of 10240 samples a power mel spectrogram (n_fft 1024, window 400, hop 160,
 centred with reflect padding, 128 HTK mels 0-8 kHz, no filter norm) -> log(mel + 1e-6) -> 65 frames,
 zero-padded to 66 (zero in log space) -> (x + 4.2677393) / (2 * 4.5689974).
@@ -84,39 +84,13 @@ def video_segments(frames: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------- audio
 
-@lru_cache(maxsize=8)
-def _sinc_kernel(orig: int, new: int, width_zeros: int = 6, rolloff: float = 0.99) -> tuple[torch.Tensor, int]:
-    """torchaudio.functional.resample's kernel (sinc_interp_hann), float32: `([new, 1, K], width)`."""
-    base = min(orig, new) * rolloff
-    width = math.ceil(width_zeros * orig / base)
-    idx = torch.arange(-width, width + orig, dtype=torch.float32)[None, None] / orig
-    t = torch.arange(0, -new, -1, dtype=torch.float32)[:, None, None] / new + idx
-    t = (t * base).clamp_(-width_zeros, width_zeros)
-    window = torch.cos(t * math.pi / width_zeros / 2) ** 2
-    t = t * math.pi
-    kernel = torch.where(t == 0, torch.tensor(1.0), t.sin() / t) * window * (base / orig)
-    return kernel, width
-
-
-def resample(wav: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
-    """`[..., S] -> [..., ceil(S * new / orig)]`, torchaudio.functional.resample with its defaults."""
-    if orig_sr == new_sr:
-        return wav
-    g = math.gcd(int(orig_sr), int(new_sr))
-    orig, new = int(orig_sr) // g, int(new_sr) // g
-    kernel, width = _sinc_kernel(orig, new)
-    shape = wav.shape
-    x = F.pad(wav.reshape(-1, shape[-1]).float(), (width, width + orig))
-    y = F.conv1d(x[:, None], kernel, stride=orig).transpose(1, 2).reshape(x.shape[0], -1)
-    return y[:, :math.ceil(new * shape[-1] / orig)].reshape(*shape[:-1], -1)
-
-
 def load_audio16k(path: str | os.PathLike) -> torch.Tensor:
     """A sound file as mono float32 at 16 kHz (channels averaged, no DC removal): `float32[S]`."""
     from vgs_cli.audio.io import read_wav
+    from vgs_cli.audio.resample import resample as resample_wave
 
     wav, sr = read_wav(path, sr=None)
-    return resample(torch.from_numpy(np.ascontiguousarray(wav)), sr, SAMPLE_RATE)
+    return resample_wave(torch.from_numpy(np.ascontiguousarray(wav)), sr, SAMPLE_RATE)
 
 
 @lru_cache(maxsize=1)
