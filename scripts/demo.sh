@@ -60,7 +60,12 @@ VIDEO=$($PY -c "import csv,sys; r=[x for x in csv.DictReader(open(sys.argv[1])) 
 $VGS generate "$DATA/source/$VIDEO" -o "$OUT/example.wav" --mux "$OUT/example.mp4" --spectrogram "$OUT/example.png" \
     --transformer "$RUNS/transformer_feats/checkpoints/best.ckpt" --codebook "$CODEBOOK" --vocoder-ckpt "$VOCODER"
 
+# The demo's feature-conditioned models become the default model: `vgs generate video.mp4 -o out.wav` (no
+# --model) and `vgs serve` use them; `vgs eval` without --classifier uses its Melception (see `vgs models`).
+$VGS models default "$RUNS/transformer_feats" --vocoder-ckpt "$VOCODER" --classifier "$CLASSIFIER" --by "make demo"
+
 $PY scripts/demo_summary.py "$EVAL" "$DATA/source/$VIDEO" "$OUT/example.wav" "$OUT/example.mp4" "$(( $(date +%s) - START ))" "$RUNS"
 
 # The demo's models behind a web page + HTTP API (held-out videos as examples; see README, `vgs serve`).
+printf '\nNext: sound for any video with the default model (now the demo'"'"'s):\n  %s generate video.mp4 -o out.wav\n' "$VGS"
 printf '\nTry the models in a browser (open http://127.0.0.1:7860 once it says "Running"):\n  %s serve --model %s\n' "$VGS" "$OUT"

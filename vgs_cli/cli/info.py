@@ -89,9 +89,20 @@ def print_run(run: Path) -> None:
     cfg_path = run / "config.json"
     cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
     _console.print(_table(f"run {run}", _flatten(cfg)[:60] or [("config.json", "missing")]))
-    for split, event in _last_metrics(run / "metrics.jsonl").items():
-        _console.print(_table(f"last {split} metrics (step {event.get('step')})",
-                              [(k, v) for k, v in event.items() if k not in ("step", "split")]))
+    from vgs_cli.train.watch import summarize
+
+    last_steps = {split: event.get("step") for split, event in _last_metrics(run / "metrics.jsonl").items()}
+    for split, values in summarize(run / "metrics.jsonl").items():
+        table = Table(title=f"{split} metrics (last step {last_steps.get(split)})", title_justify="left")
+        for col in ("metric", "last", "best", "best at step"):
+            table.add_column(col)
+        for key, v in values.items():
+            table.add_row(key, f"{v['last']:.6g}", f"{v['best']:.6g}", str(v["best_step"]))
+        _console.print(table)
+    extras = [name for name in ("curves.png", "tb") if (run / name).exists()]
+    if extras:
+        _console.print(f"watch: {', '.join(str(run / n) for n in extras)} (`tensorboard --logdir {run.parent}`)",
+                       soft_wrap=True)
     ckpts = sorted((run / "checkpoints").glob("*.ckpt")) if (run / "checkpoints").is_dir() else []
     _console.print("checkpoints: " + (", ".join(f"{p.name} ({p.stat().st_size / 1e6:.1f} MB)" for p in ckpts) or "none"),
                    soft_wrap=True)

@@ -55,6 +55,8 @@ def default(
     codebook: Optional[Path] = typer.Option(None, "--codebook", help="Codebook checkpoint (default: the transformer's)."),
     vocoder_ckpt: Optional[Path] = typer.Option(None, "--vocoder-ckpt", help="MelGAN vocoder checkpoint (default: "
                                                 "the folder's)."),
+    classifier: Optional[Path] = typer.Option(None, "--classifier", help="Melception checkpoint `vgs eval` "
+                                              "uses when given no --classifier."),
     by: str = typer.Option("vgs models default", "--by", hidden=True, help="Who set it (recorded)."),
 ) -> None:
     """Set (or show) the default model: checked now, recorded with absolute paths in the cache folder."""
@@ -65,9 +67,9 @@ def default(
         if rec is None:
             typer.echo("default model: none (`vgs models default PATH`, or `make demo`)")
             return
-        for key in ("model", "transformer", "codebook", "vocoder", "how", "set_at"):
+        for key in ("model", "transformer", "codebook", "vocoder", "classifier", "how", "set_at"):
             typer.echo(f"{key}: {rec.get(key)}")
         return
-    rec = set_default(path, how=by, codebook=codebook, vocoder=vocoder_ckpt)
+    rec = set_default(path, how=by, codebook=codebook, vocoder=vocoder_ckpt, classifier=classifier)
     typer.echo(f"default model: {path} (transformer {rec['transformer']}, codebook {rec['codebook']}, "
                f"vocoder {rec['vocoder']}); recorded in {record_path()}")

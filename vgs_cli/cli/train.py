@@ -17,7 +17,8 @@ app = typer.Typer(no_args_is_help=True)
 
 DATA = typer.Option(..., "--data", "-d", help="Shard folder written by `vgs prepare`.")
 PRESET = typer.Option(None, "--preset", "-p", help="Config preset: vas, vggsound or tiny (default tiny for a new run; a resumed run keeps its own).")
-RUN = typer.Option(..., "--run", "-o", help="Run folder (config, metrics.jsonl, checkpoints). Re-running resumes.")
+RUN = typer.Option(None, "--run", "-o", help="Run folder (config, metrics.jsonl, checkpoints, tb/, curves.png; "
+                   "default runs/<stage>). Re-running resumes.")
 CONFIG = typer.Option(None, "--config", help="JSON config file (strict: unknown keys are errors).")
 SET = typer.Option([], "--set", help="Override a config value, e.g. --set train.lr=2e-4 (repeatable).")
 STEPS = typer.Option(None, "--steps", min=1, help="Optimiser steps (train.steps).")
@@ -29,11 +30,14 @@ INIT = typer.Option(None, "--init", help="Start a NEW run from this checkpoint's
 PATIENCE = typer.Option(None, "--patience", help="Early stopping: stop after N validations without a better valid loss (train.patience).")
 
 
-def _run(stage: str, data: Path, preset: Optional[str], run: Path, config: Optional[Path], overrides: list[str],
+def _run(stage: str, data: Path, preset: Optional[str], run: Optional[Path], config: Optional[Path], overrides: list[str],
          steps: Optional[int], batch_size: Optional[int], precision: Optional[str], device: Optional[str],
          resume: bool, init: Optional[Path] = None, patience: Optional[int] = None, **stage_opts) -> dict:
     from vgs_cli.train.runner import run as run_stage
 
+    if run is None:
+        run = Path("runs") / stage
+        typer.echo(f"run folder: {run} (the default; -o to choose)")
     sets = list(overrides)
     if patience is not None:
         sets.append(f"train.patience={patience}")
@@ -48,7 +52,7 @@ def _run(stage: str, data: Path, preset: Optional[str], run: Path, config: Optio
 
 
 @app.command("codebook")
-def codebook(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
+def codebook(data: Path = DATA, preset: Optional[str] = PRESET, run: Optional[Path] = RUN, config: Optional[Path] = CONFIG,
              overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
              precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME,
              init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE,
@@ -59,7 +63,7 @@ def codebook(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN,
 
 
 @app.command("transformer")
-def transformer(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
+def transformer(data: Path = DATA, preset: Optional[str] = PRESET, run: Optional[Path] = RUN, config: Optional[Path] = CONFIG,
                 overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
                 precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME,
                 init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE,
@@ -77,6 +81,8 @@ def transformer(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = R
                 ) -> None:
     """Train the GPT that samples codebook indices given the video condition."""
     import json
+
+    run = run or Path("runs") / "transformer"
 
     sets = [*overrides, *(["model.sync=true"] if sync else [])]
     if lora_rank is not None:
@@ -97,7 +103,7 @@ def transformer(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = R
 
 
 @app.command("vocoder")
-def vocoder(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
+def vocoder(data: Path = DATA, preset: Optional[str] = PRESET, run: Optional[Path] = RUN, config: Optional[Path] = CONFIG,
             overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
             precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME,
             init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE) -> None:
@@ -106,7 +112,7 @@ def vocoder(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, 
 
 
 @app.command("melception")
-def melception(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
+def melception(data: Path = DATA, preset: Optional[str] = PRESET, run: Optional[Path] = RUN, config: Optional[Path] = CONFIG,
                overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
                precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME,
                init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE) -> None:
@@ -115,7 +121,7 @@ def melception(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RU
 
 
 @app.command("vggishish")
-def vggishish(data: Path = DATA, preset: Optional[str] = PRESET, run: Path = RUN, config: Optional[Path] = CONFIG,
+def vggishish(data: Path = DATA, preset: Optional[str] = PRESET, run: Optional[Path] = RUN, config: Optional[Path] = CONFIG,
               overrides: list[str] = SET, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
               precision: Optional[str] = PRECISION, device: Optional[str] = DEVICE, resume: bool = RESUME,
               init: Optional[Path] = INIT, patience: Optional[int] = PATIENCE) -> None:

@@ -7,7 +7,7 @@ use, and the models vgs knows.
     known_models([folder, ...]) -> rows   # the default's files, the official cache folder, the folders given
 
 The record is `cache_dir()/default_model.json` (written atomically): `{"model", "transformer", "codebook",
-"vocoder", "how", "name", "set_at"}` with absolute paths, so it works from any working directory. It is set
+"vocoder", "classifier", "how", "name", "set_at"}` with absolute paths, so it works from any working directory. It is set
 by `make demo` (scripts/demo.sh), `vgs download NAME --default`, `vgs import ... --default` and
 `vgs models default PATH`. `$VGS_MODEL` (a model folder or run folder) wins over it for one shell.
 """
@@ -25,7 +25,7 @@ from vgs_cli.cache import cache_path
 from vgs_cli.errors import VgsError
 from vgs_cli.fsutil import write_json
 from vgs_cli.loading.model_folder import ModelPaths, resolve_models
-from vgs_cli.loading.models import peek_checkpoint
+from vgs_cli.loading.models import peek_checkpoint, peek_stage
 
 ENV = "VGS_MODEL"
 RECORD = "default_model.json"
@@ -98,9 +98,21 @@ def resolve(model: str | os.PathLike | None = None, *, transformer: str | os.Pat
     return replace(paths, source=chosen.describe())
 
 
+def default_classifier() -> Path | None:
+    """The Melception `vgs eval` scores with when no --classifier is given: the default model's (recorded with
+    `vgs models default ... --classifier`, as `make demo` does), else the official one in the cache folder
+    (`vgs download melception`), else None."""
+    rec = read_record() or {}
+    official = cache_path("official")
+    for path in (rec.get("classifier"), official / "melception" / "melception.ckpt", official / "melception.ckpt"):
+        if path and Path(path).is_file():
+            return Path(path)
+    return None
+
+
 def set_default(model: str | os.PathLike | None, *, how: str, transformer: str | os.PathLike | None = None,
                 codebook: str | os.PathLike | None = None, vocoder: str | os.PathLike | None = None,
-                name: str = "") -> dict[str, Any]:
+                name: str = "", classifier: str | os.PathLike | None = None) -> dict[str, Any]:
     """Resolve `model` (+ explicit files) as `vgs generate --model` would and record the result as the default."""
     if model is None and transformer is None:
         raise VgsError("name the model folder (or --transformer) to make the default")
@@ -109,10 +121,20 @@ def set_default(model: str | os.PathLike | None, *, how: str, transformer: str |
     rec = {"model": str(Path(model).resolve()) if model is not None else None,
            "transformer": str(paths.transformer.resolve()), "codebook": str(paths.codebook.resolve()),
            "vocoder": str(paths.vocoder.resolve()) if paths.vocoder else None,
-           "how": how, "name": name, "set_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+           "classifier": _classifier(classifier), "how": how, "name": name,
+           "set_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     record_path().parent.mkdir(parents=True, exist_ok=True)
     write_json(record_path(), rec)
     return rec
+
+
+def _classifier(path: str | os.PathLike | None) -> str | None:
+    if path is None:
+        return None
+    path = Path(path)
+    if peek_stage(path) not in ("melception", "vggishish"):
+        raise VgsError(f"--classifier {path} is not a Melception or VGGish-ish checkpoint")
+    return str(path.resolve())
 
 
 # ------------------------------------------------------------------------------------------- listing

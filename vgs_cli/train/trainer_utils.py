@@ -124,19 +124,15 @@ def preserved_rng() -> Iterator[None]:
 
 
 class MetricsLog:
-    """Appends one JSON object per event to `metrics.jsonl`; mirrors scalars to TensorBoard if installed."""
+    """Appends one JSON object per event to `metrics.jsonl`; mirrors it to TensorBoard and, after each
+    validation, the step's samples and `curves.png` (train/watch.py)."""
 
     def __init__(self, run_dir: Path, enabled: bool) -> None:
+        from vgs_cli.train.watch import Watch
+
         self.path = run_dir / "metrics.jsonl"
         self.enabled = enabled
-        self.tb = None
-        if enabled:
-            try:  # tensorboard is optional: without it `torch.utils.tensorboard` fails to import
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run_dir / "tb"))
-            except Exception:
-                self.tb = None
+        self.watch = Watch(run_dir, enabled)
 
     def write(self, row: dict[str, Any]) -> None:
         if not self.enabled:
@@ -148,15 +144,12 @@ class MetricsLog:
         except OSError as exc:  # a full disk: one line naming metrics.jsonl (the checkpoints are intact)
             raise_output_error(exc, self.path)
             raise
-        if self.tb is not None:
-            split = row.get("split", "train")
-            for key, value in row.items():
-                if key not in ("step", "split") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.tb.add_scalar(f"{split}/{key}", value, row["step"])
+        self.watch.scalars(row)
+        if row.get("split") == "valid":
+            self.watch.after_validation(int(row["step"]))
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        self.watch.close()
 
 
 def _json_default(value: Any) -> Any:
