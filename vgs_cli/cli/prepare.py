@@ -15,6 +15,7 @@ from vgs_cli.cli.prepare_config import folder_kwargs, prepare_config
 from vgs_cli.cli.prepare_options import (
     DEVICE,
     EXTRACTOR,
+    FEATURE_PRECISION,
     IMAGE_SIZE,
     JOBS,
     MODE,
@@ -39,12 +40,12 @@ def folder(src: Path = typer.Argument(..., help="Folder of videos (searched recu
            random_visual_weights: bool = RANDOM, image_size: Optional[int] = IMAGE_SIZE, jobs: int = JOBS,
            shard_index: Optional[int] = SHARD_INDEX, num_shards: Optional[int] = NUM_SHARDS,
            mode: Optional[str] = MODE, overrides: list[str] = SET, quiet: bool = QUIET,
-           device: Optional[str] = DEVICE) -> None:
+           device: Optional[str] = DEVICE, feature_precision: Optional[str] = FEATURE_PRECISION) -> None:
     """Any folder of videos -> shards. Labels from --labels or the parent folder name; split by hash if none."""
     from vgs_cli.cli.info import print_shards
     from vgs_cli.prepare.folder import prepare_folder
 
-    cfg = prepare_config(preset or "vas", extractor, image_size, mode, overrides)
+    cfg = prepare_config(preset or "vas", extractor, image_size, mode, overrides, feature_precision)
     manifest = prepare_folder(src, out, cfg, labels_csv=labels,
                               **folder_kwargs(cfg, visual_weights, random_visual_weights, jobs, shard_index, num_shards, quiet, device))
     print_shards(out, manifest)
@@ -58,12 +59,12 @@ def synthetic(out: Path = OUT, clips: int = typer.Option(18, "--clips", min=1, h
               random_visual_weights: bool = RANDOM, image_size: Optional[int] = IMAGE_SIZE, jobs: int = JOBS,
               shard_index: Optional[int] = SHARD_INDEX, num_shards: Optional[int] = NUM_SHARDS,
               mode: Optional[str] = MODE, overrides: list[str] = SET, quiet: bool = QUIET,
-              device: Optional[str] = DEVICE) -> None:
+              device: Optional[str] = DEVICE, feature_precision: Optional[str] = FEATURE_PRECISION) -> None:
     """Make the procedural audio-visual dataset (real mp4 files in OUT/source), then prepare it like `folder`."""
     from vgs_cli.cli.info import print_shards
     from vgs_cli.prepare.folder import prepare_synthetic
 
-    cfg = prepare_config(preset or "tiny", extractor, image_size, mode, overrides)
+    cfg = prepare_config(preset or "tiny", extractor, image_size, mode, overrides, feature_precision)
     manifest = prepare_synthetic(out, cfg, n_clips=clips, duration_s=duration, seed=seed, size=size,
                                  **folder_kwargs(cfg, visual_weights, random_visual_weights, jobs, shard_index, num_shards, quiet, device))
     print_shards(out, manifest)

@@ -14,8 +14,9 @@ from vgs_cli.errors import VgsError
 
 
 def prepare_config(preset: str, extractors: list[str], image_size: Optional[int], mode: Optional[str],
-                   overrides: list[str]) -> Any:
-    """The `PrepareConfig` of `preset` with --extractor / --image-size / --mode / --set applied (strictly)."""
+                   overrides: list[str], feature_precision: Optional[str] = None) -> Any:
+    """The `PrepareConfig` of `preset` with --extractor / --image-size / --mode / --feature-precision / --set
+    applied (strictly)."""
     from vgs_cli.config.base import apply_overrides, preset_names
     from vgs_cli.config.prepare import PRESETS
 
@@ -28,6 +29,8 @@ def prepare_config(preset: str, extractors: list[str], image_size: Optional[int]
         sets.append(f"image_size={image_size}")
     if mode is not None:
         sets.append(f'mode="{mode}"')
+    if feature_precision is not None:
+        sets.append(f'feature_precision="{feature_precision}"')
     return apply_overrides(PRESETS[preset], sets)
 
 

@@ -14,4 +14,5 @@ NUM_SHARDS = typer.Option(None, "--num-shards", min=1, help="Total shards (defau
 MODE = typer.Option(None, "--mode", help="Clips shorter than 10 s: loop (the reference) or pad.")
 SET = typer.Option([], "--set", help="Override a prepare setting, e.g. --set clips_per_shard=256 (repeatable).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+FEATURE_PRECISION = typer.Option(None, "--feature-precision", help="Visual features in fp32 (default: as the official ones), bf16 or int8 (faster on CPUs with AVX512-BF16 / VNNI; recorded in the shards).")
 DEVICE = typer.Option(None, "--device", callback=checks.device, help="Where the extractors run: cpu or cuda (default: cuda when available).")

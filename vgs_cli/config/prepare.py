@@ -24,6 +24,9 @@ class PrepareConfig(Config):
     clips_per_shard: int = 512  # sets the shard count when --num-shards is not given
     wav_dtype: Literal["int16", "float32"] = "int16"
     feature_batch: int = 64  # frames per forward pass of the extractor
+    # fp32 (default: the official features' way), bf16 or int8 (loading/feature_paths.py): recorded in the
+    # shards' extractor settings, so a transformer trained on one kind refuses the others
+    feature_precision: Literal["fp32", "bf16", "int8"] = "fp32"
 
     def __post_init__(self) -> None:
         if not self.extractors:

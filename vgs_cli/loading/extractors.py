@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from vgs_cli.errors import VgsError
+from vgs_cli.errors import DataError, VgsError
 from vgs_cli.fsutil import file_sha256
+from vgs_cli.loading.feature_paths import CALIBRATION_FRAMES, FeaturePath, check_precision, recorded_precision
 from vgs_cli.loading.models import state_diff
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -111,6 +112,28 @@ def frame_path(settings: dict[str, Any]) -> str:
     return "reference" if str(settings.get("source", "")).startswith("official") else "ffmpeg"
 
 
+def feature_mismatch(have: dict[str, Any], want: dict[str, Any]) -> str | None:
+    """What differs between features made with settings `have` and the ones a transformer was trained on
+    (`want`), in the user's terms, or None: the network's input size, weights, frame path and precision."""
+    for key in ("image_size", "weights_sha256", "random_weights"):
+        if key in want and have.get(key) != want.get(key):
+            return f"{key}: {have.get(key)!r} vs {want.get(key)!r}"
+    if frame_path(have) != frame_path(want):  # an official transformer saw the reference's frames
+        return f"frames taken the {frame_path(have)!r} way but the transformer's the {frame_path(want)!r} way"
+    if recorded_precision(have) != recorded_precision(want):
+        return f"made in {recorded_precision(have)} but the transformer's in {recorded_precision(want)}"
+    return None
+
+
+def check_same_features(name: str, have: dict[str, Any], want: dict[str, Any], where: str) -> None:
+    """DataError (exit 2, one line) when the `where` features ("the shards'") were made another way than the
+    transformer's training features: the one check generation from shards and training on other shards share."""
+    diff = feature_mismatch(have, want)
+    if diff:
+        raise DataError(f"{where} {name} features differ from the transformer's ({diff}): prepare them again the "
+                        "way the transformer's were made (this vgs version, --image-size, --feature-precision)")
+
+
 def center_crop(frames: np.ndarray, size: int, path: str = "ffmpeg") -> np.ndarray:
     """`uint8[N, H, W, 3] -> uint8[N, size, size, 3]` (contiguous), the centre `size` x `size` square. On the
     reference path the offsets are torchvision's CenterCrop ones, round((H - size) / 2) with Python's
@@ -129,12 +152,13 @@ def resize_short_side(image_size: int) -> int:
 
 
 def extractor_settings(name: str, image_size: int | None = None, weights: str | Path | None = None,
-                       random_weights: bool = False) -> tuple[dict[str, Any], Path | None]:
+                       random_weights: bool = False, precision: str = "fp32") -> tuple[dict[str, Any], Path | None]:
     """Resolve the weights (download / package / user file): `-> (settings recorded in shards, weights path)`.
 
     `weights` None uses the extractor's published weights; `random_weights` builds a seeded random network
     (pipeline tests only: the features then carry no visual meaning; the path is then None). The settings
-    name the weights by file name and SHA-256, so machines with different cache paths agree."""
+    name the weights by file name and SHA-256, so machines with different cache paths agree. `precision`
+    (loading/feature_paths.py) is recorded when not "fp32" (absent = fp32, so older shards still match)."""
     spec = get_spec(name)
     size = int(image_size or spec.default_image_size)
     if size < 32:
@@ -147,6 +171,8 @@ def extractor_settings(name: str, image_size: int | None = None, weights: str | 
     }
     if spec.frame_path != "ffmpeg":  # absent = "ffmpeg", so shards made before the key existed still match
         settings["frame_path"] = spec.frame_path
+    if check_precision(name, precision) != "fp32":
+        settings["precision"] = precision
     if random_weights:
         settings.update(weights=f"random (seed {RANDOM_SEED})", weights_sha256=None)
         return settings, None
@@ -221,22 +247,28 @@ def warn_random(names: list[str]) -> None:
 
 class FeatureExtractor:
     """Frames -> features. `__call__(uint8[N, H, W, 3] with short side == settings['resize_short'])
-    -> float32[N, dim]`; identical frames are computed once. `device` None: CUDA when available."""
+    -> float32[N, dim]`; identical frames are computed once. `device` None: CUDA when available.
+
+    `precision` (loading/feature_paths.py; None: the kind the settings record) picks fp32, bf16 or int8. An
+    int8 extractor calibrates once, on the first clip it is given (`calibrate_on`, else the frames)."""
 
     def __init__(self, name: str, settings: dict[str, Any], weights_path: str | Path | None = None,
-                 batch_size: int = 64, device: str | None = None, fast: bool = False):
+                 batch_size: int = 64, device: str | None = None, fast: bool = False, precision: str | None = None):
         self.name, self.settings, self.batch_size = name, settings, batch_size
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.net = load_network(name, settings, weights_path)
-        fold_batchnorm(self.net)
-        self.net.to(self.device)
+        self.precision = check_precision(name, precision or recorded_precision(settings))
+        net = load_network(name, settings, weights_path)
+        if self.precision != "int8":  # the int8 path fuses conv+bn+relu itself
+            fold_batchnorm(net)
+        self.path = FeaturePath(net.to(self.device), self.precision, int(settings["image_size"]), self.device)
+        self.net = net
         # CPU fast path: channels-last tensors (oneDNN's native conv layout) through a frozen TorchScript
         # graph, where oneDNN fuses conv + add + ReLU. Same math: cosine >= 0.99999 to the eager network on
         # real frames (tests/test_features_fast.py). Off by default: measured for ResNet-50 on 215 frames it
         # was 1.6x per frame on 2 cores busy with other jobs, but on the same 2 cores quiet 17.7 s vs 16.9 s
         # eager, plus ~5 s of tracing (make bench, 2026-12-02). When on, only calls with >= `fast_min_frames`
         # distinct frames (a 215-frame clip, not a 1- or 5-frame transformer's few) take it.
-        self.fast = fast and self.device.type == "cpu"
+        self.fast = fast and self.device.type == "cpu" and self.precision == "fp32"
         self.fast_min_frames = 64
         self._graph: Any = None
         self.mean = torch.tensor(settings["mean"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
@@ -253,9 +285,9 @@ class FeatureExtractor:
         return (x - self.mean) / self.std
 
     def _forward(self, x: torch.Tensor, graph: bool) -> torch.Tensor:
-        """`Tensor[N, 3, S, S] -> Tensor[N, dim]`, eager or through the traced graph."""
+        """`Tensor[N, 3, S, S] -> Tensor[N, dim]`, through the precision path or the traced fp32 graph."""
         if not graph:
-            return self.net(x)
+            return self.path(x)
         x = x.contiguous(memory_format=torch.channels_last)
         if self._graph is None:  # traced once: the graph has no batch size baked in (conv, pool, flatten)
             import warnings
@@ -266,8 +298,22 @@ class FeatureExtractor:
                 self._graph = torch.jit.freeze(torch.jit.trace(self.net, x, check_trace=False))
         return self._graph(x)
 
+    def calibrate(self, frames: np.ndarray) -> None:
+        """int8: calibrate on `CALIBRATION_FRAMES` evenly spaced distinct frames of `frames` (`uint8[N, H, W, 3]`),
+        once per extractor; a no-op for the other precisions or once done."""
+        if self.path.calibrated:
+            return
+        distinct = list({hashlib.blake2b(f.tobytes(), digest_size=16).digest(): i for i, f in
+                         reversed(list(enumerate(frames)))}.values())[::-1]  # first row of each, in order
+        rows = [distinct[i] for i in np.linspace(0, len(distinct) - 1, min(CALIBRATION_FRAMES, len(distinct))).round()
+                .astype(int)]
+        self.path.calibrate(self.preprocess(frames[sorted(set(rows))]))
+
     @torch.inference_mode()
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, calibrate_on: np.ndarray | None = None) -> np.ndarray:
+        """`calibrate_on`: the whole clip when `frames` are a few of its frames (so the int8 network is the one
+        the clip's other frames would get)."""
+        self.calibrate(frames if calibrate_on is None else calibrate_on)
         pick: list[int] = []  # first row of each distinct frame
         seen: dict[bytes, int] = {}
         inverse = np.empty(len(frames), dtype=np.int64)

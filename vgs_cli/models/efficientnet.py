@@ -36,6 +36,40 @@ class SameConv2d(nn.Conv2d):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
+def static_padding(net: nn.Module, image_size: int) -> int:
+    """Replace every `SameConv2d` of `net` (in place) by a plain `nn.Conv2d` whose padding is fixed for square
+    `image_size` inputs (`nn.Sequential(nn.ZeroPad2d, nn.Conv2d)` where TF pads one pixel more on the bottom/
+    right); returns how many were replaced. Same weights, same output for that size. Why: the padding computed
+    from `x.shape` at run time cannot be traced symbolically (int8 graph quantization) and costs a copy per conv."""
+    sizes: dict[nn.Module, tuple[int, int]] = {}
+    hooks = [m.register_forward_pre_hook(lambda m, a: sizes.__setitem__(m, tuple(a[0].shape[-2:])))
+             for m in net.modules() if isinstance(m, SameConv2d)]
+    try:
+        with torch.no_grad():
+            p = next(net.parameters())
+            net(torch.zeros(1, 3, image_size, image_size, dtype=p.dtype, device=p.device))
+    finally:
+        for h in hooks:
+            h.remove()
+    replaced = 0
+    for parent in list(net.modules()):
+        for name, conv in list(parent._modules.items()):
+            if not isinstance(conv, SameConv2d):
+                continue
+            (ih, iw), (kh, kw), (sh, sw) = sizes[conv], conv.weight.shape[-2:], conv.stride
+            pad_h = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+            pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+            symmetric = pad_h % 2 == 0 and pad_w % 2 == 0
+            padding = (pad_h // 2, pad_w // 2) if symmetric else (0, 0)
+            plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding,
+                              conv.dilation, conv.groups, conv.bias is not None)
+            plain.weight, plain.bias = conv.weight, conv.bias
+            parent._modules[name] = plain if symmetric else nn.Sequential(
+                nn.ZeroPad2d((pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)), plain)
+            replaced += 1
+    return replaced
+
+
 def _bn(ch: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(ch, eps=BN_EPS, momentum=BN_MOMENTUM)
 

@@ -320,7 +320,8 @@ def resolve_extractors(cfg: PrepareConfig, visual_weights: dict[str, str] | None
         raise VgsError(f"--visual-weights given for {unknown}, which are not among the extractors {list(cfg.extractors)}")
     settings, paths = {}, {}
     for name in cfg.extractors:
-        st, path = extractor_settings(name, cfg.image_size, visual_weights.get(name), random_weights)
+        st, path = extractor_settings(name, cfg.image_size, visual_weights.get(name), random_weights,
+                                      precision=cfg.feature_precision)
         settings[name], paths[name] = st, (str(path) if path else None)
     if random_weights:
         warn_random(list(cfg.extractors))
