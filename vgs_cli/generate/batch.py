@@ -41,7 +41,7 @@ from vgs_cli.generate.workers import (
     unit_clips,
     unit_seed,
 )
-from vgs_cli.loading.extractors import frame_path
+from vgs_cli.loading.extractors import check_same_features
 
 Log = Callable[[str], None]
 
@@ -121,15 +121,8 @@ def _check_shard_features(bundle: Bundle, manifest: dict[str, Any]) -> str | Non
     have = manifest.get("extractors", {}).get(name)
     if have is None:
         raise DataError(f"the shards hold no {name!r} features, which this transformer needs")
-    want = bundle.extra.get("extractor_settings") or {}
-    for key in ("image_size", "weights_sha256", "random_weights"):
-        if key in want and have.get(key) != want.get(key):
-            raise DataError(f"the shards' {name} features differ from the transformer's ({key}: "
-                            f"{have.get(key)!r} vs {want.get(key)!r})")
-    # which frames are picked and how they are resized: an official transformer saw the reference's frames
-    if frame_path(have) != frame_path(want):
-        raise DataError(f"the shards' {name} frames were taken the {frame_path(have)!r} way but the transformer's "
-                        f"the {frame_path(want)!r} way: prepare the shards again with this vgs version")
+    # input size, weights, frame path and precision (fp32/bf16/int8): loading/extractors.feature_mismatch
+    check_same_features(name, have, bundle.extra.get("extractor_settings") or {}, "the shards'")
     return name
 
 
