@@ -411,7 +411,7 @@ def test_imported_resnet50_transformer_accepts_official_and_prepared_features(tm
             _check_shard_features(bundle, {"extractors": {"resnet50": settings}})
     # shards made before the reference's frame path existed record no frame_path: vgs's ffmpeg path
     older = {k: v for k, v in prepared.items() if k != "frame_path"}
-    with pytest.raises(VgsError, match="'ffmpeg' way but the transformer's the 'reference' way: prepare"):
+    with pytest.raises(VgsError, match=r"'ffmpeg' way but the transformer's the 'reference' way\): prepare"):
         _check_shard_features(bundle, {"extractors": {"resnet50": older}})
 
 

@@ -100,6 +100,9 @@ def run(stage: str, *, data: str | Path, preset: str | None, run_dir: str | Path
                                    env.is_main)
         task = module.make_task(cfg, data_dir, **stage_opts)
         task.init_record = record  # where the weights came from (a LoRA adapter records it as its base)
+        check = getattr(task, "check_weights_source", None)  # e.g. a transformer: its data's features made
+        if callable(check):  # the way its (--init or resumed) weights' training features were
+            check(source.path if source is not None else run_dir / "checkpoints" / "last.ckpt")
         meta = {"preset": preset, "data": str(data_dir.resolve()),
                 "stage_options": {k: (str(v) if isinstance(v, Path) else v) for k, v in stage_opts.items()}}
         return Trainer(task, run_dir, device=env.device, meta=meta, init=source).fit()

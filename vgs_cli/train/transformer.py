@@ -165,6 +165,20 @@ class TransformerTask:
         self.param_counts: tuple[int, int] | None = None  # (trainable, total) once prepared
         self._adapter_best: float | None = None
 
+    def check_weights_source(self, path: Path) -> None:
+        """The checkpoint the weights come from (--init, or the run's own last.ckpt on resume) was trained on
+        features made another way than these shards' (precision, input size, weights, frame path): a DataError
+        (loading/extractors.check_same_features, the check generation from shards makes too)."""
+        from vgs_cli.loading.extractors import check_same_features
+        from vgs_cli.loading.models import peek_checkpoint
+
+        extra = ((peek_checkpoint(path) if Path(path).is_file() else None) or {}).get("extra") or {}
+        name, want = extra.get("extractor"), extra.get("extractor_settings")
+        if not (self.config.model.uses_feats and name == self.config.extractor and want):
+            return
+        have = self.manifest.get("extractors", {}).get(name) or {}
+        check_same_features(name, have, want, f"{self.data_dir}: the shards'")
+
     def build_models(self) -> dict[str, nn.Module]:
         # the frozen codebook rides along so the trainer puts it on the training device for the encoding
         return {"model": GPT(self.config.model), "codebook": self.codebook}
