@@ -216,3 +216,18 @@ def test_cli_av_benchmark_table_json_and_per_file(monkeypatch, capsys, weights, 
     assert len(cached) == 3 * 6
     assert run_vgs(monkeypatch, *args) == 0
     assert json.loads(out_json.read_text())["metrics"]["fd_passt"] == m["fd_passt"]
+
+
+def test_download_metrics_fetches_every_metric_network(monkeypatch, capsys, tmp_path):
+    from vgs_cli.loading.metric_nets import metric_weight_names
+    from vgs_cli.loading.weights import get_entry
+
+    names = metric_weight_names()
+    assert {"passt", "panns_cnn14_16k", "vggish"} <= set(names) and "resnet50" not in names
+    monkeypatch.setenv("VGS_CACHE", str(tmp_path))
+    (tmp_path / "weights").mkdir()
+    for n in names:  # already cached: nothing to download, each is reported where it lies
+        (tmp_path / "weights" / get_entry(n).filename).write_bytes(b"x")
+    assert run_vgs(monkeypatch, "download", "--metrics") == 0
+    out = capsys.readouterr().out
+    assert all(f"{n}: {tmp_path / 'weights' / get_entry(n).filename}" in out for n in names)

@@ -79,6 +79,8 @@ def download(
     default: bool = typer.Option(False, "--default", help="Make the downloaded transformer (with its codebook and "
                                  "the official MelGAN, fetched too) the default model of `vgs generate`."),
     list_: bool = typer.Option(False, "--list", help="List the published files and exit."),
+    metrics: bool = typer.Option(False, "--metrics", help="Fetch every metric network's published weights "
+                                 "(PaSST, PANNs, VGGish, Synchformer, ...) into the cache, for `vgs eval`."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Mirror to fetch from (default: "
                                            "$VGS_OFFICIAL_BASE_URL, else the official server)."),
     stats: Optional[Path] = STATS, classes: Optional[Path] = CLASSES, extractor: Optional[str] = EXTRACTOR,
@@ -87,6 +89,10 @@ def download(
     if list_:
         _print_list()
         return
+    if metrics:
+        _download_metrics()
+        if not names:
+            return
     from vgs_cli.cache import cache_path
     from vgs_cli.official.fetch import download_official
 
@@ -115,3 +121,12 @@ def _download_default(names: list[str], out: Path, base_url: Optional[str]) -> N
     set_default(None, transformer=m.transformer, codebook=m.codebook, vocoder=m.vocoder,
                 how=f"vgs download {names[0]}", name=names[0])
     typer.echo(f"default model: {names[0]} ({m.transformer}, {m.codebook}, {m.vocoder})")
+
+
+def _download_metrics() -> None:
+    """`vgs download --metrics`: each metric network's file into the cache (resumable; checked where published)."""
+    from vgs_cli.loading.metric_nets import metric_weight_names
+    from vgs_cli.loading.weights import weight_path
+
+    for name in metric_weight_names():
+        typer.echo(f"{name}: {weight_path(name)}")

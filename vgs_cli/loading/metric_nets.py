@@ -33,6 +33,16 @@ WEIGHTS = {"passt": "passt", "panns": "panns_cnn14_16k", "vggish": "vggish"}  # 
 SAMPLE_RATES = {"passt": 32000, "panns": 16000, "vggish": 16000}
 
 
+EXTRACTOR_WEIGHTS = ("resnet50",)  # registry entries that are not metric networks
+
+
+def metric_weight_names() -> list[str]:
+    """Every registered metric network's weights (the audio ones here and the video ones), for `vgs download --metrics`."""
+    from vgs_cli.loading.weights import REGISTRY
+
+    return sorted(n for n in REGISTRY if n not in EXTRACTOR_WEIGHTS)
+
+
 @dataclass
 class AudioNet:
     name: str  # "passt" | "panns" | "vggish"
