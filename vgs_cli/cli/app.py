@@ -52,12 +52,14 @@ def _root(
 app.add_typer(prepare.app, name="prepare", help="Turn videos or datasets into HDF5 shards (mels, features, audio).")
 app.add_typer(train.app, name="train", help="Train a stage: codebook, transformer, vocoder, melception, vggishish.")
 app.command("generate", help="Generate sound for a video, a folder of videos or a shard split.")(generate.generate)
-app.command("eval", help="Score generated sounds against real ones: FID, KID, ISc, MKL.")(evaluate.evaluate)
+app.command("eval", help="Score generated sounds against real ones: FID, KID, ISc, MKL (Melception) and the "
+            "av-benchmark metrics (FD_PaSST, FD_PANNs, FD_VGGish, KL, IS, IB-score, DeSync).")(evaluate.evaluate)
 app.command("info", help="Summarise a shard folder, checkpoint or run folder.")(info.info)
 app.add_typer(codec.app, name="codec", help="Use the codebook as a neural audio codec (encode / decode).")
 app.add_typer(official.import_app, name="import", help="Convert official SpecVQGAN files into vgs checkpoints.")
 app.add_typer(export.app, name="export", help="Write derived checkpoints: `merged` (a LoRA adapter folded into its base).")
-app.command("download", help="Download published SpecVQGAN files (MD5-checked) and import them.")(official.download)
+app.command("download", help="Download published SpecVQGAN files (MD5-checked) and import them; --metrics: "
+            "the metric networks' weights.")(official.download)
 app.command("reproduce", help="Reproduce a row of the paper's table with an official transformer: fetch, generate, "
             "score, compare.")(reproduce.reproduce)
 app.add_typer(models.app, name="models", help="List the models vgs knows; `vgs models default PATH` sets the model "
