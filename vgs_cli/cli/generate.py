@@ -52,6 +52,8 @@ def generate(
                                              "(jobs) the clips are split into."),
     merge: bool = typer.Option(False, "--merge", help="Shard splits: only check that OUT holds every clip's "
                                "samples (after all shards) and write OUT/samples.json; loads no model."),
+    verbose: bool = typer.Option(False, "--verbose", help="Also print what the CPU offers (AVX2 / AVX-512 / VNNI / "
+                                 "BF16 / AMX) and which feature and transformer path ran."),
 ) -> None:
     """Generate sound for a video (as long as the video), a folder of videos or a shard split.
 
@@ -104,6 +106,7 @@ def generate(
             raise VgsError(f"--out must be a .wav file for a single video, got {out}")
         written = generate_video(bundle, source, out, opts, mux=mux, spectrogram=spectrogram,
                                  visual_weights=weights, log=typer.echo)
+        _report(bundle, opts, verbose)
         for p in written:
             typer.echo(f"wrote {p}")
         if mux is not None:
@@ -119,6 +122,7 @@ def generate(
         raise VgsError(f"batch mode writes a folder: --out {out} looks like a file")
     with _kept_on_interrupt(out):
         summary = generate_folder(bundle, source, out, opts, visual_weights=weights, log=typer.echo)
+    _report(bundle, opts, verbose)
     typer.echo(f"{out}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
 
 
@@ -129,6 +133,15 @@ def _kept_on_interrupt(out: Path) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         raise Interrupted(f"the finished clips in {out} are kept; re-run the same command to generate the rest") from None
+
+
+def _report(bundle, opts, verbose: bool) -> None:
+    """--verbose: the CPU's instruction sets and the path each stage ran (`generate.engine.speed_report`)."""
+    from vgs_cli.generate.engine import speed_report
+
+    if verbose:
+        for line in speed_report(bundle, opts):
+            typer.echo(line)
 
 
 def _under_torchrun() -> bool:

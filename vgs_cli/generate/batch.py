@@ -61,7 +61,7 @@ def generate_video(bundle: Bundle, video: str | os.PathLike, out: str | os.PathL
     num_steps = steps_for_samples(n_samples, bundle.gpt.cfg)
     feats = None
     if bundle.gpt.cfg.uses_feats:
-        feats = condition_features(bundle, video, num_steps, visual_weights)[None]
+        feats = condition_features(bundle, video, num_steps, visual_weights, opts.quantize)[None]
     log(f"{video.name}: {duration:.2f} s -> {num_steps} code columns x {opts.samples} sample(s)")
     codes = sample_codes(bundle, feats, num_steps, opts)
     mel, wav = codes_to_audio(bundle, codes, n_samples)
@@ -206,7 +206,7 @@ def generate_folder(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOpt
             steps = steps_for_samples(n_samples, bundle.gpt.cfg)
             feats = None
             if bundle.gpt.cfg.uses_feats:
-                feats = condition_features(bundle, video, steps, visual_weights)[None]
+                feats = condition_features(bundle, video, steps, visual_weights, opts.quantize)[None]
             mel, wav = codes_to_audio(bundle, sample_codes(bundle, feats, steps, opts), n_samples)
             _save(out_dir, clip_id, mel, wav)
             done += 1
