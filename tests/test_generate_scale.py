@@ -52,6 +52,40 @@ def test_a_folder_refuses_samples_of_another_run(tmp_path):
         check_same_run(tmp_path, {**prov, "transformer": {"sha256": "dd"}, "options": {"samples": 5, "seed": 0}})
 
 
+def test_samples_without_a_readable_generation_json_are_refused(tmp_path):
+    """Issue 25.6: with generation.json missing or unreadable the check used to be skipped, so a griffinlim
+    shard joined a melgan folder silently."""
+    prov = {"split": "test", "vocoder": {"kind": "griffinlim"}, "options": {"samples": 1}}
+    (tmp_path / "notes.txt").write_text("mine")
+    check_same_run(tmp_path, prov)  # nothing generated yet: a new run may start here
+    check_same_run(tmp_path / "new", prov)
+    (tmp_path / "a" / "clip_sample_0.wav").parent.mkdir()
+    (tmp_path / "a" / "clip_sample_0.wav").write_bytes(b"RIFF")
+    with pytest.raises(VgsError, match="holds samples but its generation.json is missing.*put that file back"):
+        check_same_run(tmp_path, prov)
+    for text in ["{cut", "[1, 2]"]:
+        (tmp_path / "generation.json").write_text(text)
+        with pytest.raises(VgsError, match="generation.json is unreadable"):
+            check_same_run(tmp_path, prov)
+    logs_only = tmp_path / "logs"
+    (logs_only / ".parts").mkdir(parents=True)
+    (logs_only / ".parts" / "worker_0-of-2.jsonl").write_text('{"id": "x", "unit": 0}\n')
+    with pytest.raises(VgsError, match="generation.json is missing"):
+        check_same_run(logs_only, prov)
+
+
+@pytest.mark.parametrize("shards, message", [(["--shard-index", "0", "--num-shards", "0"], "--num-shards"),
+                                             (["--shard-index", "-1", "--num-shards", "2"], "--shard-index"),
+                                             (["--shard-index", "2", "--num-shards", "2"], "outside 0..1")])
+def test_shard_options_out_of_range_are_one_line_errors(shards, message, tmp_path, vgs):
+    """Issue 25: `--num-shards 0` used to generate everything (0 was taken as 1)."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text("{}")  # a shard folder as far as the options' check looks
+    proc = vgs("generate", str(tmp_path / "data"), "-o", str(tmp_path / "out"), *shards)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -46,9 +46,9 @@ def generate(
     window_stride: int = typer.Option(1, "--window-stride", min=1, max=52, help="Videos longer than 9.85 s: "
                                       "code columns (0.19 s each) drawn per slide of the window; 1 = the paper, "
                                       "k = about k times faster beyond the first window, with less context."),
-    shard_index: Optional[int] = typer.Option(None, "--shard-index", help="Shard splits: generate only this share "
+    shard_index: Optional[int] = typer.Option(None, "--shard-index", min=0, help="Shard splits: generate only this share "
                                               "of the clips (one job of a SLURM array; with --num-shards)."),
-    num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Shard splits: the number of shares "
+    num_shards: Optional[int] = typer.Option(None, "--num-shards", min=1, help="Shard splits: the number of shares "
                                              "(jobs) the clips are split into."),
     merge: bool = typer.Option(False, "--merge", help="Shard splits: only check that OUT holds every clip's "
                                "samples (after all shards) and write OUT/samples.json; loads no model."),
@@ -77,6 +77,8 @@ def generate(
                        f"(prepared with `vgs prepare`); {source} is not one")
     if (shard_index is None) != (num_shards is None):
         raise VgsError("--shard-index and --num-shards go together (e.g. --shard-index 0 --num-shards 4)")
+    if shard_index is not None and num_shards is not None and shard_index >= num_shards:
+        raise VgsError(f"--shard-index {shard_index} is outside 0..{num_shards - 1} (--num-shards {num_shards})")
     if merge:
         from vgs_cli.generate.scale import merge as merge_outputs
 

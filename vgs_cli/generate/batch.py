@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from vgs_cli import __version__
+from vgs_cli import __version__, dist
 from vgs_cli.audio.io import mux_audio, write_wav
 from vgs_cli.config.spec import SPEC
 from vgs_cli.errors import DataError, OutputError, VgsError
@@ -153,9 +153,14 @@ def generate_shards(bundle: Bundle, root: Path, out_dir: Path, opts: GenerateOpt
     extractor = _check_shard_features(bundle, manifest)
     ids = shard_ids(root, split, limit)
     provenance = {**_provenance(bundle, opts, root, split), "limit": limit}  # --merge's default
-    check_same_run(out_dir, provenance)
     if worker.rank == 0:
+        check_same_run(out_dir, provenance)
         write_json(out_dir / "generation.json", provenance)
+    # the other ranks write samples only after rank 0 has checked the folder and written generation.json: a
+    # fast rank's first samples would otherwise look like an unrecorded run's to a slower rank 0
+    dist.barrier()
+    if worker.rank != 0:
+        check_same_run(out_dir, provenance)
     fields = ("id", "label") + (("feats",) if extractor else ())
     ds = ShardDataset(root, split, fields=fields, extractor=extractor)
     n = opts.samples

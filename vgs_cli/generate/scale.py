@@ -4,8 +4,9 @@
     vgs generate DATA --split test --samples 10 -o OUT --model M --shard-index $I --num-shards 16
     vgs generate DATA -o OUT --merge        # after every shard: check the folder, write OUT/samples.json
 
-Each rank samples its units (generate/workers.py), then the ranks meet (`all_gather`: the only collective,
-so the process group needs a timeout longer than the slowest rank's lead) and rank 0 checks the folder.
+Rank 0 checks OUT against its generation.json and the ranks meet (a barrier, before any sample is written);
+each rank samples its units (generate/workers.py), then the ranks meet again (`all_gather`, so the process
+group needs a timeout longer than the slowest rank's lead) and rank 0 checks the folder.
 """
 
 from __future__ import annotations

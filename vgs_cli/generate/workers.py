@@ -105,14 +105,20 @@ def _get(d: dict[str, Any], dotted: str) -> Any:
 
 
 def check_same_run(out_dir: Path, provenance: dict[str, Any]) -> None:
-    """An output folder holds one run: refuse to add samples of other models or options to it."""
+    """An output folder holds one run: refuse to add samples of other models or options to it. Samples without
+    a readable generation.json cannot be checked, so they are refused too (they may be another run's)."""
     path = out_dir / "generation.json"
-    if not path.is_file():
-        return
     try:
         old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return  # unreadable: it is rewritten below
+        if not isinstance(old, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        if not has_samples(out_dir):
+            return  # a new folder (or nothing in it yet): generation.json is written next
+        why = "is missing" if not path.exists() else f"is unreadable ({type(exc).__name__})"
+        raise VgsError(f"{out_dir} holds samples but its generation.json {why}, so they cannot be checked "
+                       "against this run; put that file back, use another --out folder, or delete the "
+                       "folder to start over") from None
     diffs = [k for k in _SAME_RUN_KEYS if _get(old, k) != _get(provenance, k)]
     old_opts, new_opts = old.get("options") or {}, provenance.get("options") or {}
     diffs += [f"options.{k}" for k in sorted(set(old_opts) | set(new_opts))
@@ -120,6 +126,15 @@ def check_same_run(out_dir: Path, provenance: dict[str, Any]) -> None:
     if diffs:
         raise VgsError(f"{out_dir} holds samples of another run ({', '.join(diffs[:4])} differ); "
                        "use another --out folder, or delete that one to start over")
+
+
+def has_samples(out_dir: Path) -> bool:
+    """Any sample file or worker log in the folder (clip ids with `/` put samples in sub-folders)."""
+    if not out_dir.is_dir():
+        return False
+    logs = (out_dir / PARTS).glob("worker_*.jsonl")
+    samples = (p for pattern in ("*_sample_*.wav", "*_sample_*.npy") for p in out_dir.rglob(pattern))
+    return next(logs, None) is not None or next(samples, None) is not None
 
 
 def logged_counts(out_dir: Path) -> Counter:
