@@ -199,6 +199,31 @@ def test_full_disk_during_prepare(namespace, tmp_path):
     assert sum(json.loads((after / "manifest.json").read_text())["splits"].values()) == 3
 
 
+def test_full_disk_while_assembling_a_shard(namespace, tmp_path):
+    """Issue 25: the shard's own write used to print the one line, then 8 h5py "Exception ignored ... Traceback"
+    blocks and segfault (exit 139), and a clip's chunks written by a dropped dataset handle could be lost
+    silently. The pieces sit on a roomy tmpfs mounted at OUT/.work, so only the assembly meets the full disk."""
+    src = _videos(tmp_path / "src", 3)
+    out, keep = namespace / "ds", tmp_path / "keep"
+    cmd = ["prepare", "folder", src, "-o", out, "--preset", "tiny", "--image-size", "64", "-q"]
+    pieces_apart = f"mkdir -p {out}/.work && mount -t tmpfs -o size=64m tmpfs {out}/.work"
+    # free space: the pieces move back into OUT (prepare removes OUT/.work at the end: no mount point there)
+    space = (f"mkdir {keep} && cp -a {out}/.work/. {keep}/ && umount {out}/.work && "
+             f"mount -o remount,size=64m {namespace} && cp -a {keep}/. {out}/.work/")
+    # 18 MiB: the shard writer's 16 MiB reserve and about one clip of the 5.5 MB shard
+    (rc1, line1), (rc2, _) = in_namespace(namespace, tmp_path, "18m", [("full", cmd), ("space", cmd)],
+                                          between={0: pieces_apart, 1: space})
+    err = (tmp_path / "err0").read_text()
+    assert rc1 == 1 and err == f"{line1}\n" and "Exception ignored" not in err, err[-3000:]
+    assert line1 == f"error: cannot write {out / 'shard_0-of-1.h5'}: no space left on the device holding {out} " \
+                    "(free some space, then re-run the same command to continue)"
+    assert len(list(keep.rglob("*.npz"))) == 3  # every clip's piece was kept
+    assert rc2 == 0 and "3 of 3 clips already computed" in (tmp_path / "out1").read_text()
+    after = tmp_path / "after" / "ds"
+    assert sum(json.loads((after / "manifest.json").read_text())["splits"].values()) == 3
+    assert not list(after.rglob("*.tmp")) and not (after / ".work").exists()
+
+
 def test_full_disk_during_train_keeps_the_last_checkpoint(namespace, tmp_path):
     data = write_class_shards(tmp_path / "data", {"train": 2, "valid": 1}, n_classes=2, num_shards=1)
     run_dir = namespace / "run"

@@ -7,6 +7,7 @@ See `data/shards.py` for the on-disk layout these write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -32,6 +33,12 @@ from vgs_cli.data.shards import (
 from vgs_cli.errors import DataError
 from vgs_cli.fsutil import atomic_path, output_error
 
+# Room held beside a shard while it is written (a plain file) and given back before the file is closed, or as
+# soon as the disk fills: HDF5 can close a file only by flushing its dirty caches (chunks, up to 1 MiB per
+# dataset by default, and metadata), and a file it cannot close leaves "Exception ignored" tracebacks and a
+# crash at exit behind the one-line error (issue 25).
+RESERVE_BYTES = 16 << 20
+
 
 class ShardWriter:
     """Write one shard into a temp file; it is renamed to `path` only by a successful `close()`.
@@ -56,8 +63,11 @@ class ShardWriter:
         self._failures: list[str] = []
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
+        self._reserve = self._tmp.with_suffix(".reserve.tmp")  # matches the stale temp files' pattern
         self._f = None
+        self._ds: dict[str, Any] = {}
         with self._writing():
+            _hold_space(self._reserve, RESERVE_BYTES)
             self._f = _h5py().File(self._tmp, "w")
             self._init_file(shard_index, num_shards, settings or {}, command)
 
@@ -99,6 +109,10 @@ class ShardWriter:
         for name, st in self.extractors.items():
             grp.create_dataset(name, shape=(0, n, st["dim"]), maxshape=(None, n, st["dim"]), dtype="float32",
                                chunks=(1, n, st["dim"]))
+        # Held open until close: a dataset handle dropped after each write flushes its chunks in h5py's
+        # __dealloc__, which only prints a failed write ("Exception ignored"), so a full disk lost clips silently.
+        self._ds = {name: f[name] for name in ("id", "split", "source", "label", "has_audio", "mel", "wav",
+                                               *(f"feats/{k}" for k in self.extractors))}
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -130,9 +144,9 @@ class ShardWriter:
         self._ids.add(rec.id)
 
     def _add(self, rec: ClipRecord) -> None:
-        f, r = self._f, len(self._ids)
-        for name in ("id", "split", "source", "label", "has_audio", "mel", "wav", *(f"feats/{k}" for k in self.extractors)):
-            f[name].resize(r + 1, axis=0)
+        f, r = self._ds, len(self._ids)
+        for ds in f.values():
+            ds.resize(r + 1, axis=0)
         f["id"][r], f["split"][r], f["source"][r] = rec.id, rec.split, rec.source
         f["label"][r] = int(rec.label)
         f["has_audio"][r] = rec.wav is not None
@@ -153,8 +167,9 @@ class ShardWriter:
         with self._writing():
             self._f.create_dataset("failures", data=np.array(self._failures, dtype=object),
                                    dtype=_h5py().string_dtype())
-            self._f.close()  # flushes HDF5's cache: where a full disk usually shows
-            self._f = None
+            self._f.flush()  # HDF5's caches: where a full disk usually shows, raised here (reserve still held)
+            self._reserve.unlink(missing_ok=True)
+            self._close_file()
         ctx, self._ctx = self._ctx, None
         ctx.__exit__(None, None, None)
         return self.path
@@ -163,15 +178,23 @@ class ShardWriter:
         """Drop the temp file; `path` is left as it was."""
         if self._ctx is None:
             return
+        with contextlib.suppress(OSError):
+            self._reserve.unlink(missing_ok=True)  # first: the room HDF5 needs to close the file cleanly
         if self._f is not None:
-            with contextlib.suppress(Exception):  # closing may fail again on a full disk: the file goes anyway
-                self._f.close()
+            with contextlib.suppress(Exception):  # a disk filled by others since: the file goes anyway
+                self._close_file()
             self._f = None
         ctx, self._ctx = self._ctx, None
         try:
             ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
         except RuntimeError:
             pass
+
+    def _close_file(self) -> None:
+        """Datasets first, then the file (h5py's own order), with no handle left for a later __dealloc__."""
+        self._ds = {}
+        self._f.close()
+        self._f = None
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -181,6 +204,20 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
+
+
+def _hold_space(path: Path, size: int) -> None:
+    """Allocate `size` bytes of disk to a file at `path` (really allocated, not a sparse file)."""
+    with open(path, "wb") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, size)
+            return
+        except AttributeError:  # macOS
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):  # a file system without it: write zeros
+                raise
+        fh.write(bytes(size))
 
 
 # ------------------------------------------------------------------------------------------ reading
