@@ -96,15 +96,19 @@ def load_bundle(paths: ModelPaths, vocoder: str = "melgan", device: str | None =
 
 # --------------------------------------------------------------------------------------------- features
 
-def extractor_for(bundle: Bundle, visual_weights: str | os.PathLike | None = None):
-    """The transformer's feature extractor, with the very weights (by SHA-256) it was trained on."""
+def extractor_for(bundle: Bundle, visual_weights: str | os.PathLike | None = None, quantize: str = "none"):
+    """The transformer's feature extractor, with the very weights (by SHA-256) it was trained on, made the way
+    its training features were (fp32 / bf16 / int8: `feature_paths.generation_precision`; a fp32-trained
+    transformer under `--quantize int8` takes int8 features where the extractor has them)."""
     from vgs_cli.loading.extractors import FeatureExtractor, get_spec
+    from vgs_cli.loading.feature_paths import generation_precision
 
-    if bundle._extractor is not None:
-        return bundle._extractor
     name, settings = bundle.extra.get("extractor"), dict(bundle.extra.get("extractor_settings") or {})
     if not name or not settings:
         raise CheckpointError(f"{bundle.paths.transformer} does not record its visual feature extractor")
+    precision = generation_precision(name, settings, quantize)
+    if bundle._extractor is not None and bundle._extractor.precision == precision:
+        return bundle._extractor
     weights = None
     if not settings.get("random_weights"):
         weights = Path(visual_weights) if visual_weights else get_spec(name).default_weights()
@@ -114,7 +118,7 @@ def extractor_for(bundle: Bundle, visual_weights: str | os.PathLike | None = Non
         if want and file_sha256(weights) != want:
             raise VgsError(f"{weights} are not the {name} weights the transformer's features came from "
                            f"({settings.get('weights')}); pass the right file with --visual-weights")
-    bundle._extractor = FeatureExtractor(name, settings, weights)
+    bundle._extractor = FeatureExtractor(name, settings, weights, precision=precision)
     return bundle._extractor
 
 
@@ -148,12 +152,13 @@ def _stream_copy_duration(path: str | os.PathLike, fps: float | None = None) -> 
     return int(h) * 3600 + int(m) * 60 + float(s) or None
 
 
-def video_features(bundle: Bundle, path: str | os.PathLike, visual_weights: str | None = None) -> np.ndarray:
+def video_features(bundle: Bundle, path: str | os.PathLike, visual_weights: str | None = None,
+                   quantize: str = "none") -> np.ndarray:
     """`float32[L, D]`: features of every frame at 21.5 fps (as `prepare` computes them)."""
     from vgs_cli.data.video import read_frames
     from vgs_cli.loading.extractors import frame_path
 
-    ext = extractor_for(bundle, visual_weights)
+    ext = extractor_for(bundle, visual_weights, quantize)
     frames = read_frames(path, short_side=ext.settings["resize_short"], frame_path=frame_path(ext.settings))
     return ext(frames)
 
@@ -172,23 +177,40 @@ def extend_features(feats: np.ndarray, num_steps: int, cfg: GPTConfig) -> np.nda
 
 
 def condition_features(bundle: Bundle, path: str | os.PathLike, num_steps: int,
-                       visual_weights: str | None = None) -> np.ndarray:
+                       visual_weights: str | None = None, quantize: str = "none") -> np.ndarray:
     """`extend_features(video_features(...), num_steps)`, but the network sees only the frames some condition
     window reads: a 1- or 5-frame transformer's 1 or 5 per window (the ones its training data used), not all
     215; rows no window reads stay zero. `-> float32[L', D]`."""
     from vgs_cli.data.video import read_frames
+    from vgs_cli.loading.extractors import frame_path
 
     cfg = bundle.gpt.cfg
-    ext = extractor_for(bundle, visual_weights)
-    frames = read_frames(path, short_side=ext.settings["resize_short"])
+    ext = extractor_for(bundle, visual_weights, quantize)
+    frames = read_frames(path, short_side=ext.settings["resize_short"], frame_path=frame_path(ext.settings))
     source = extend_features(np.arange(len(frames))[:, None], num_steps, cfg)[:, 0]  # frame behind each row
     picks = resample_indices(cfg.feat_window, cfg.feat_frames)  # as `condition_frames` picks them
     starts = [condition_start(cfg, s) for s in range(max(0, num_steps - cfg.grid[1]) + 1)]  # `sample_long`'s
     rows = np.unique(np.add.outer(starts, picks))
     picked = np.unique(source[rows[rows < len(source)]])  # rows past the end are zeros in the condition
     feats = np.zeros((len(frames), int(ext.settings["dim"])), dtype=np.float32)
-    feats[picked] = ext(frames[picked])
+    feats[picked] = ext(frames[picked], calibrate_on=frames)  # int8: calibrated on the clip, not the few picked
     return feats[source]
+
+
+def speed_report(bundle: Bundle, opts: GenerateOptions) -> list[str]:
+    """What `vgs generate --verbose` prints: what the CPU offers and which path each stage ran."""
+    from vgs_cli.cpu import cpu_info
+
+    lines = [f"cpu: {cpu_info().summary()}"]
+    ext = bundle._extractor
+    if ext is not None:
+        lines.append(f"visual features: {ext.name} {ext.path.describe()}")
+    elif bundle.gpt.cfg.uses_feats:
+        lines.append("visual features: read from the shards (made as the transformer's training features)")
+    gpt = ("int8 weights (torch's dynamic int8 Linear, per-channel; fbgemm/oneDNN kernels)"
+           if bundle.quantized == "int8" else f"{opts.precision}" + (" autocast" if opts.precision != "fp32" else ""))
+    lines.append(f"transformer: {gpt} on {bundle.device.type}")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------- sampling
