@@ -47,6 +47,46 @@ def rows() -> list[tuple[str, float, str]]:
     ids = [str(i) for i in range(1000)]
     out.append(("MKL, 1000 pairs of 309 classes",
                 _timed(lambda: mean_kl(logits[:1000], ids, logits[1000:2000], ids)), "s"))
+    return out + av_rows()
+
+
+def av_rows(n_clips: int = 100) -> list[tuple[str, float, str]]:
+    """The av-benchmark audio networks (random weights in the published layouts): seconds per 10-s clip each,
+    and the whole audio protocol (FD/KL/IS with PaSST, PANNs, VGGish) on `n_clips` fakes against as many reals."""
+    import tempfile
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from vgs_cli.loading.metric_nets import build, load_audio_net
+    from vgs_cli.loading.weights import get_entry
+    from vgs_cli.metrics import av_audio
+    from vgs_cli.metrics.av_eval import AV_METRICS, AVSettings, evaluate_av
+
+    out: list[tuple[str, float, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        wdir = root / "weights"
+        wdir.mkdir()
+        for net, entry in (("passt", "passt"), ("panns", "panns_cnn14_16k"), ("vggish", "vggish")):
+            state = {k.removeprefix("net."): v for k, v in build(net).state_dict().items()}
+            torch.save({"model": state} if net == "panns" else state, wdir / get_entry(entry).filename)
+        rng = np.random.default_rng(0)
+        for side in ("real", "fake"):
+            (root / side).mkdir()
+            for i in range(n_clips):
+                sf.write(root / side / f"clip_{i:04d}.wav", rng.normal(0, 0.1, 160000).astype(np.float32), 16000)
+        clip = [av_audio.AudioSource("c", path=root / "real" / "clip_0000.wav")]
+        for net in ("passt", "panns", "vggish"):
+            model = load_audio_net(net, wdir)  # the published layout, through the strict loader
+            sec = _timed(lambda m=model: av_audio.features(m, clip, audio_length=10.0, batch_size=1, device="cpu",
+                                                          use_cache=False), repeats=2)
+            out.append((f"av-benchmark {net} forward, one 10-s clip (CPU)", sec, "s/clip"))
+        audio = tuple(m for m in AV_METRICS if m not in ("ib", "desync"))
+        settings = AVSettings(metrics=audio, audio_length=10.0, use_cache=False)
+        sec = _timed(lambda: evaluate_av(str(root / "real"), root / "fake", settings, weights_dir=wdir),
+                     repeats=1, warmup=False)
+        out.append((f"av-benchmark audio protocol, {n_clips} fakes vs {n_clips} reals (10 s, CPU)", sec, "s"))
     return out
 
 
