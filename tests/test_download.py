@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from _http_server import serve
 
-from vgs_cli.data.download import ChecksumError, DownloadError, download
+from vgs_cli.data.download import ChecksumError, DownloadError, NetworkUnreachable, _locked, download
 from vgs_cli.data.shards import iter_clips, read_manifest
 from vgs_cli.prepare.sources import VAS_CLASSES, load_split, parse_clip_name, vggsound
 
@@ -30,7 +30,7 @@ def test_plain_download_verifies_md5_and_sha256(tmp_path):
     with serve({"/f.bin": DATA}) as srv:
         out = download(srv.url("/f.bin"), tmp_path / "f.bin", md5=MD5, sha256=SHA, backoff=0.01)
     assert out.read_bytes() == DATA
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin", "f.bin.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]  # the lock file is removed by its last holder
 
 
 def test_interrupted_download_resumes_with_range(tmp_path):
@@ -118,10 +118,50 @@ def test_http_errors_and_bad_arguments_are_user_errors(tmp_path):
             download(srv.url("/missing.tar"), tmp_path / "x", backoff=0.01)
     with pytest.raises(DownloadError, match="32 hex digits"):
         download("http://127.0.0.1:9/x", tmp_path / "x", md5="abc")
-    with pytest.raises(DownloadError, match="giving up"):  # nothing listens on port 9
+    with pytest.raises(NetworkUnreachable, match="cannot reach 127.0.0.1: .*connection refused"):  # port 9: no one
         download("http://127.0.0.1:9/x", tmp_path / "y", retries=1, backoff=0.01, timeout=2)
     with pytest.raises(DownloadError, match="source file not found"):
         download(str(tmp_path / "nope.tar"), tmp_path / "z")
+
+
+def test_offline_says_the_network_is_unreachable_and_leaves_no_lock(tmp_path):
+    """Issue 25: offline, the error was "giving up on https://... after 5 retries (URLError: Name or service not
+    known)" and downloads/<file>.lock stayed behind."""
+    dest = tmp_path / "downloads" / "x.bin"
+    with pytest.raises(NetworkUnreachable) as info:  # .invalid never resolves: fails at once, no network used
+        download("http://vgs-no-such-host.invalid/x.bin", dest, retries=1, backoff=0.01)
+    assert str(info.value) == ("cannot reach vgs-no-such-host.invalid: the network is unreachable (name resolution "
+                               f"failed; 2 attempts); check the connection, or put a copy of the file at {dest}")
+    assert list(dest.parent.iterdir()) == []
+    dest.write_bytes(DATA)  # the copy it asks for is then used as it is
+    assert download("http://vgs-no-such-host.invalid/x.bin", dest, md5=MD5) == dest
+
+
+def test_the_lock_admits_one_job_at_a_time_while_its_file_comes_and_goes(tmp_path):
+    """Each holder removes the lock file; a waiter that locked the removed file must retry on the new one."""
+    import threading
+    import time
+
+    dest, inside, most, errors = tmp_path / "f.bin", [0], [0], []
+
+    def job() -> None:
+        try:
+            for _ in range(20):
+                with _locked(dest):  # a new open file each time: flock contends between threads too
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                    time.sleep(0.001)
+                    inside[0] -= 1
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and most[0] == 1
+    assert not (tmp_path / "f.bin.lock").exists()
 
 
 def test_local_path_and_file_url_are_copied_and_checked(tmp_path):
@@ -182,7 +222,7 @@ def test_vas_archive_download_checksum_resume_and_prepare(tmp_path, synthetic_mp
     with serve({"/VAS.zip": data}, cut_after={"/VAS.zip": len(data) // 3}) as srv:
         bad = _run(["vas", "-o", str(out), "--url", srv.url("/VAS.zip"), "--md5", "0" * 32, *FAST])
         assert isinstance(bad.exception, ChecksumError), bad.output
-        assert [p.name for p in (out / "source").iterdir()] == ["VAS.archive.lock"]  # no archive, no .part
+        assert [p.name for p in (out / "source").iterdir()] == []  # no archive, no .part, no lock
         assert not list(out.glob("shard_*"))
         srv.cut_after["/VAS.zip"] = len(data) // 3  # the next transfer is cut short once more
         ok = _run(["vas", "-o", str(out), "--url", srv.url("/VAS.zip"), "--md5", hashlib.md5(data).hexdigest(),

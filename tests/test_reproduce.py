@@ -134,6 +134,27 @@ def test_reproduce_end_to_end_from_a_mirror(tmp_path, monkeypatch, capsys):
         assert r2["fetched"] == [] and r2["metrics"] == r["metrics"]
 
 
+@pytest.mark.parametrize("command", ["reproduce", "download"])
+def test_offline_is_one_line_saying_the_network_is_unreachable_and_what_to_do(command, tmp_path, monkeypatch,
+                                                                              capsys):
+    """Issue 25: offline, `vgs download`/`vgs reproduce` said "giving up on https://... after 5 retries (URLError:
+    Name or service not known)" and left downloads/<file>.lock behind."""
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda s: None)  # the 5 retries' backoff
+    models = tmp_path / "models"
+    args = {"reproduce": ["reproduce", NAME, "--data", str(_shards(tmp_path / "data")), "-o", str(tmp_path / "out"),
+                          "--models", str(models)],
+            "download": ["download", NAME, "-o", str(models)]}[command]
+    code = _vgs(monkeypatch, *args, "--base-url", "http://vgs-no-such-host.invalid/pub")
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: cannot reach vgs-no-such-host.invalid: the network is unreachable (name "
+                          "resolution failed; 6 attempts); check the connection, or put a copy of the file at ")
+    assert err.endswith(", or pass --base-url with a mirror (a URL, or a folder holding the official files)\n")
+    assert not [p for p in models.rglob("*") if p.is_file()]  # no lock, no .part
+
+
 def test_models_already_imported_by_vgs_download_are_used_as_they_are(tmp_path):
     """`vgs download -o MODELS` puts the files straight into MODELS: found by their recorded official run;
     a transformer of another run is not taken (it is fetched: here from a mirror without it, an error)."""

@@ -8,14 +8,17 @@ the bytes already on disk with `Range: bytes=N-` and `If-Range`, so a file that 
 restarts from zero instead of being spliced. A server that ignores ranges (200 instead of 206) restarts
 cleanly. Only a complete file whose checksum matches is renamed to `dest`; on a mismatch the `.part` is
 deleted (never trusted, never resumed) and `ChecksumError` is raised. Retries use exponential backoff and
-reset whenever bytes arrive, so a slow but live link is not abandoned. A lock file serialises concurrent
-jobs (e.g. `--shard-index` workers) that fetch the same file. Plain local paths and `file://` URLs are copied
+reset whenever bytes arrive, so a slow but live link is not abandoned; a host that never answered (name not
+resolved, connection refused, no route) ends in `NetworkUnreachable`, which says so. A lock file
+`<dest>.lock` serialises concurrent jobs (e.g. `--shard-index` workers) that fetch the same file; the last
+holder removes it. Plain local paths and `file://` URLs are copied
 (handy for mirrors on a shared disk).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import json
@@ -48,6 +51,15 @@ class DownloadError(VgsError):
 
 class ChecksumError(DownloadError):
     """A fetched file whose checksum does not match (the partial file has been removed)."""
+
+
+class NetworkUnreachable(DownloadError):
+    """The server could not be reached at all (no name resolution, connection refused, no route): offline."""
+
+
+# errno values of a host that cannot be reached at all (as opposed to a transfer that broke off)
+_UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN,
+                       errno.EHOSTDOWN}
 
 
 @dataclass(frozen=True)
@@ -86,19 +98,33 @@ def verify(path: Path, expected: Expected) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _locked(dest: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `<dest>.lock` (POSIX flock; a no-op where unavailable)."""
+    """Hold an exclusive lock on `<dest>.lock` (POSIX flock; a no-op where unavailable), removing the file
+    when done. A waiter that locked a file removed meanwhile sees that the path no longer names it and
+    locks the new one instead, so removing while holding the lock never lets two jobs in at once."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - non-POSIX
         yield
         return
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.with_name(dest.name + ".lock"), "a+b") as fh:
+    path = dest.with_name(dest.name + ".lock")
+    while True:
+        fh = open(path, "a+b")
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            held = os.fstat(fh.fileno())
+            on_disk = os.stat(path)
+            if (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino):
+                break
+        except FileNotFoundError:
+            pass
+        fh.close()  # removed by the previous holder: lock the current file
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # still held: nobody can be inside; waiters on this file retry as above
+        fh.close()  # releases the lock
 
 
 def download(url: str, dest: str | os.PathLike, *, md5: str | None = None, sha256: str | None = None,
@@ -187,16 +213,39 @@ def _fetch(url: str, part: Path, meta: Path, *, retries: int, timeout: float, ba
             raise
         except _NET_ERRORS as exc:
             done, reason = False, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            unreachable = _unreachable(exc)
         else:
-            reason = "connection closed early"
+            reason, unreachable = "connection closed early", None
         if done:
             return
         grew = part.exists() and part.stat().st_size > offset
         failures = 0 if grew else failures + 1  # progress resets the budget: slow links still finish
+        if failures > retries and unreachable:
+            raise _unreachable_error(url, part, unreachable, retries + 1)
         if failures > retries:
             raise DownloadError(f"giving up on {_redact(url)} after {retries} retries ({reason}); "
                                 f"re-run to resume from {part.stat().st_size if part.exists() else 0} bytes")
         time.sleep(min(backoff * (2 ** max(failures - 1, 0)), 60.0))
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """Why the host could not be reached at all ("name resolution failed", "connection refused", ...), or None
+    for errors of a transfer under way (those are worth the retries and the resume hint)."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, socket.gaierror):
+        return "name resolution failed"
+    code = getattr(reason, "errno", None)
+    if isinstance(reason, OSError) and code in _UNREACHABLE_ERRNOS:
+        return "connection refused" if code == errno.ECONNREFUSED else os.strerror(code).lower()
+    return None
+
+
+def _unreachable_error(url: str, part: Path, why: str, tries: int) -> NetworkUnreachable:
+    kept = part.stat().st_size if part.exists() else 0
+    return NetworkUnreachable(
+        f"cannot reach {urllib.parse.urlparse(url).hostname or url}: the network is unreachable ({why}; {tries} "
+        f"attempt{'s' if tries > 1 else ''}); check the connection, or put a copy of the file at "
+        f"{part.with_suffix('')}" + (f" (the {kept} bytes fetched so far are kept for a re-run)" if kept else ""))
 
 
 def _attempt(url: str, part: Path, meta: Path, offset: int, info: dict, timeout: float, chunk_size: int,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from vgs_cli.data.download import Progress, download, file_digests
+from vgs_cli.data.download import NetworkUnreachable, Progress, download, file_digests
 from vgs_cli.errors import VgsError
 from vgs_cli.official import registry
 from vgs_cli.official.importer import ImportOptions, Written, import_specvqgan
@@ -37,7 +37,11 @@ class Fetched:
 def fetch_file(entry: registry.Entry, downloads: Path, *, base_url: str | None = None,
                progress: Progress | None = None) -> tuple[Path, list[str]]:
     """Download (resuming, MD5-checked when the list has one) into `downloads`; returns (path, notes)."""
-    path = download(entry.url_from(base_url), downloads / entry.filename, md5=entry.md5, progress=progress)
+    try:
+        path = download(entry.url_from(base_url), downloads / entry.filename, md5=entry.md5, progress=progress)
+    except NetworkUnreachable as exc:
+        raise NetworkUnreachable(f"{exc}, or pass --base-url with a mirror (a URL, or a folder holding the "
+                                 "official files)") from None
     notes = []
     if entry.md5 is None:
         notes.append(f"{entry.filename} is published without an MD5; its SHA-256 is {file_digests(path)['sha256']}")
