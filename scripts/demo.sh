@@ -54,6 +54,12 @@ step "9/10 evaluate (FID, KID, ISc, MKL with the demo's Melception)"
 for name in reconstruction feats none; do
   $VGS eval --real "$DATA:test" --fake "$GEN/$name" --classifier "$CLASSIFIER" --json "$EVAL/$name.json"
 done
+# Today's protocol (av-benchmark: FD/KL/IS on PaSST, PANNs, VGGish; IB-score; DeSync) where the metric networks'
+# published weights are on this machine (`vgs download --metrics`); the others are named, nothing is downloaded.
+for name in feats none; do
+  $VGS eval --real "$DATA:test" --fake "$GEN/$name" --protocol av-benchmark --skip-missing \
+      --json "$EVAL/${name}_av.json"
+done
 
 step "10/10 sound for one held-out video (wav + the video with its new sound track)"
 VIDEO=$($PY -c "import csv,sys; r=[x for x in csv.DictReader(open(sys.argv[1])) if x['split']=='test']; print(r[0]['path'])" "$DATA/source/labels.csv")

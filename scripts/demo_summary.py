@@ -31,6 +31,34 @@ def _best_valid(run_dir: Path) -> dict:
     return min(valid, key=lambda r: r["loss"]) if valid else {}
 
 
+AV_ROWS = [("FD_PaSST ↓", "fd_passt"), ("FD_PANNs ↓", "fd_panns"), ("FD_VGGish ↓", "fd_vggish"),
+           ("KL_PANNs ↓", "kl_panns"), ("KL_PaSST ↓", "kl_passt"), ("IS_PANNs ↑", "is_panns"), ("IB ↑", "ib"),
+           ("DeSync ↓", "desync")]
+
+
+def _modern(console: Console, eval_dir: Path) -> None:
+    """Today's protocol for (b) and (c) where the metric weights were present, else which files are missing."""
+    runs = {key: eval_dir / f"{key}_av.json" for key in ("feats", "none")}
+    results = {k: json.loads(p.read_text()) for k, p in runs.items() if p.is_file()}
+    if not results:
+        return
+    skipped = sorted({f for r in results.values() for f in r.get("skipped", {}).values()})
+    cols = [(label, key) for label, key in AV_ROWS if any(key in r["metrics"] or f"{key}_mean" in r["metrics"]
+                                                          for r in results.values())]
+    if cols:
+        table = Table(title="today's protocol (av-benchmark networks, published weights)")
+        table.add_column("what")
+        for label, _ in cols:
+            table.add_column(label, justify="right")
+        for key, label in ROWS[1:]:
+            if key in results:
+                table.add_row(label, *[_metric(results[key], k) for _, k in cols])
+        console.print(table)
+    if skipped:
+        console.print(f"today's protocol: not scored without the metric networks' weights ({', '.join(skipped)}); "
+                      "`vgs download --metrics` fetches them (see README, Scoring in today's protocol)")
+
+
 def main(eval_dir: str, video: str, wav: str, mp4: str, seconds: str, runs: str = "") -> int:
     console = Console(width=110)  # logs are not terminals: keep the table on one line per row
     results = {key: json.loads((Path(eval_dir) / f"{key}.json").read_text()) for key, _ in ROWS}
@@ -47,6 +75,7 @@ def main(eval_dir: str, video: str, wav: str, mp4: str, seconds: str, runs: str 
         if f and n:
             console.print(f"transformer valid loss (nats/code, best step): visual features {f['loss']:.3f} vs none "
                           f"{n['loss']:.3f}; first time column {f['loss_first_step']:.3f} vs {n['loss_first_step']:.3f}")
+    _modern(console, Path(eval_dir))
     cond, uncond = results["feats"]["metrics"]["mkl"], results["none"]["metrics"]["mkl"]
     verdict = "yes" if cond < uncond else "NO"
     console.print(f"conditioned MKL {cond:.3f} < unconditioned MKL {uncond:.3f}: {verdict} "

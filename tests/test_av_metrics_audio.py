@@ -163,6 +163,36 @@ def test_missing_weight_file_offline_is_one_line(monkeypatch, capsys, tmp_path):
     assert "Cnn14_16k_mAP=0.438.pth" in err[0] and "https://zenodo.org/record/3987831" in err[0]
 
 
+def test_skip_missing_scores_only_what_has_weights_here(monkeypatch, capsys, tmp_path):
+    """`make demo` and `vgs reproduce` score today's metrics "when their weights are present": a metric whose
+    file is neither in --weights-dir nor in the cache is left out and named, nothing is downloaded."""
+    import json
+
+    from vgs_cli.metrics.av_eval import PROTOCOLS, split_by_weights
+
+    monkeypatch.setenv("VGS_CACHE", str(tmp_path / "cache"))
+    wdir = tmp_path / "w"
+    wdir.mkdir()
+    keep, missing = split_by_weights(PROTOCOLS["av-benchmark"] + ("fid",), wdir)
+    assert keep == ("fid",) and set(missing) == set(PROTOCOLS["av-benchmark"])
+    assert missing["fd_passt"] == "passt-s-f128-p16-s10-ap.476-swa.pt" and missing["desync"] == "synchformer_state_dict.pth"
+    (wdir / "vggish-10086976.pth").write_bytes(b"x")  # present (its content is checked only when loaded)
+    keep, missing = split_by_weights(("fd_vggish", "kl_panns"), wdir)
+    assert keep == ("fd_vggish",) and list(missing) == ["kl_panns"]
+
+    (wdir / "vggish-10086976.pth").unlink()
+    (tmp_path / "fake").mkdir()
+    sf.write(tmp_path / "fake" / "x.wav", np.zeros(16000, np.float32), 16000)
+    out = tmp_path / "r.json"
+    code = run_vgs(monkeypatch, "eval", "--real", str(tmp_path / "fake"), "--fake", str(tmp_path / "fake"),
+                   "--protocol", "av-benchmark", "--weights-dir", str(wdir), "--skip-missing", "--json", str(out))
+    printed = capsys.readouterr().out
+    assert code == 0 and "skipped fd_passt" in printed and "nothing scored" in printed
+    r = json.loads(out.read_text())
+    assert r["metrics"] == {} and set(r["skipped"]) == set(PROTOCOLS["av-benchmark"])
+    assert not (tmp_path / "cache" / "weights").exists()  # nothing was downloaded
+
+
 # --- the CLI end to end ---------------------------------------------------------------------------------
 def _wavs(folder: Path, names: list[str], seed: int, sr: int, channels: int = 1) -> None:
     rng = np.random.default_rng(seed)

@@ -55,6 +55,8 @@ def evaluate(
     kid_subsets: int = typer.Option(100, "--kid-subsets", min=1, help="Random subsets for KID."),
     kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2, help="Items per KID subset (capped by the set sizes)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute the real clips' features."),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="Leave out the av-benchmark metrics whose "
+                                      "weights are not on this machine (no download), saying which."),
 ) -> None:
     """Score generated sounds against real ones: FID, KID, ISc, MKL (Melception) and the av-benchmark metrics."""
     from rich.console import Console
@@ -77,7 +79,15 @@ def evaluate(
                              use_cache=not no_cache)
     result = evaluate_protocols(real, fake, chosen, classifier=classifier, spec_settings=settings,
                                 av_settings=av_settings, device=device, weights_dir=weights_dir, videos=videos,
-                                json_out=json_out, per_file=per_file, progress=_progress)
+                                json_out=json_out, per_file=per_file, progress=_progress,
+                                skip_missing=skip_missing)
+    if result.get("skipped"):
+        files = sorted(set(result["skipped"].values()))
+        typer.echo(f"skipped {', '.join(result['skipped'])}: no weights on this machine ({', '.join(files)}; "
+                   "`vgs download --metrics` fetches them)")
+    if "n_fake" not in result:  # --skip-missing left nothing to score
+        typer.echo("nothing scored: every metric asked for was skipped" + (f"; wrote {json_out}" if json_out else ""))
+        return
 
     table = Table(title=f"vgs eval: {result['n_fake']} fake vs {result['n_real']} real"
                   + (f" ({result['split']})" if "split" in result else ""))

@@ -38,6 +38,30 @@ PROTOCOLS = {
 NETWORK_OF = {"fd_passt": "passt", "kl_passt": "passt", "is_passt": "passt", "fd_panns": "panns",
               "kl_panns": "panns", "is_panns": "panns", "fd_vggish": "vggish"}
 PAIR_METRICS = ("kl_panns", "kl_passt", "ib", "desync")  # per (clip, sample): the per-file CSV's columns
+# metric -> the weight file it needs (`loading/weights.py` registry names)
+WEIGHTS_OF = {"fd_passt": "passt", "kl_passt": "passt", "is_passt": "passt", "fd_panns": "panns_cnn14_16k",
+              "kl_panns": "panns_cnn14_16k", "is_panns": "panns_cnn14_16k", "fd_vggish": "vggish",
+              "ib": "imagebind", "desync": "synchformer"}
+
+
+def split_by_weights(metrics: tuple[str, ...], weights_dir: Path | None = None) -> tuple[tuple[str, ...], dict[str, str]]:
+    """`metrics` -> (those whose av-benchmark weights are on this machine or need none, {metric: missing file}).
+    Looks in `weights_dir` and the cache only (no download): what `make demo`, `vgs reproduce` and
+    `vgs eval --skip-missing` use to score "when their weights are present"."""
+    from vgs_cli.loading.weights import REGISTRY, cached_path
+
+    keep, missing = [], {}
+    for m in metrics:
+        name = WEIGHTS_OF.get(m)
+        if name is None:
+            keep.append(m)
+        elif name not in REGISTRY:
+            missing[m] = f"{name} (not available in this vgs)"
+        elif cached_path(name, weights_dir) is None:
+            missing[m] = REGISTRY[name].filename
+        else:
+            keep.append(m)
+    return tuple(keep), missing
 
 
 def parse_selection(metrics: str | None, protocol: str | None) -> tuple[str, ...]:

@@ -14,7 +14,14 @@ from typing import Any, Callable
 
 from vgs_cli.errors import VgsError
 from vgs_cli.fsutil import atomic_path, write_json
-from vgs_cli.metrics.av_eval import AV_METRICS, PAIR_METRICS, SPEC_METRICS, AVSettings, evaluate_av
+from vgs_cli.metrics.av_eval import (
+    AV_METRICS,
+    PAIR_METRICS,
+    SPEC_METRICS,
+    AVSettings,
+    evaluate_av,
+    split_by_weights,
+)
 from vgs_cli.metrics.av_formulas import mean_ci95
 
 
@@ -49,14 +56,20 @@ def evaluate_protocols(real: str, fake: str | Path, metrics: tuple[str, ...], *,
                        spec_settings: Any, av_settings: AVSettings, device: str | None,
                        weights_dir: Path | None = None, videos: Path | None = None,
                        json_out: str | Path | None = None, per_file: str | Path | None = None,
-                       progress: Callable[[str, int], Any] | None = None) -> dict[str, Any]:
-    """Both protocols' metrics named in `metrics`; writes `json_out` / `per_file` (atomically) when given."""
+                       progress: Callable[[str, int], Any] | None = None,
+                       skip_missing: bool = False) -> dict[str, Any]:
+    """Both protocols' metrics named in `metrics`; writes `json_out` / `per_file` (atomically) when given.
+    `skip_missing`: leave out the av-benchmark metrics whose weights are not on this machine (no download);
+    `result["skipped"]` maps each to the file it lacks."""
+    skipped: dict[str, str] = {}
+    if skip_missing:
+        metrics, skipped = split_by_weights(metrics, weights_dir)
     spec = tuple(m for m in metrics if m in SPEC_METRICS)
     av = tuple(m for m in metrics if m in AV_METRICS)
     if spec and classifier is None:
         raise VgsError(f"{', '.join(spec)} need --classifier (a Melception checkpoint); for today's metrics "
                        "alone use --protocol av-benchmark")
-    if per_file is not None and not any(m in PAIR_METRICS for m in av):
+    if per_file is not None and not skipped and not any(m in PAIR_METRICS for m in av):
         raise VgsError("--per-file lists per-clip metrics: ask for kl_panns, kl_passt, ib or desync")
     result: dict[str, Any] = {"metrics": {}}
     if spec:
@@ -79,7 +92,9 @@ def evaluate_protocols(real: str, fake: str | Path, metrics: tuple[str, ...], *,
         if n_fake is None:
             result.update({k: out[k] for k in ("n_real", "n_fake", "n_fake_matched", "real", "fake")})
         result["av_device"] = dev
-    result["requested"] = list(metrics)
+    result["requested"] = list(metrics) + list(skipped)
+    if skipped:
+        result["skipped"] = skipped
     if json_out is not None:
         write_json(json_out, result)
     if per_file is not None:
