@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -13,6 +13,11 @@ HELP = (
     "Serve a web page and an HTTP API that turn a video into sound, with the models loaded once.\n\n"
     "Open http://HOST:PORT in a browser; the API is listed at http://HOST:PORT/?view=api (gradio_client or plain "
     "HTTP, see the README). Uploads and results live under --out and are deleted after --keep-minutes.\n\n"
+    "What anyone who reaches the server can fetch: only files under --out, namely the uploads, the results "
+    "(--out/requests) and copies of the example videos (--out/examples). Example videos are copied (or "
+    "hard-linked) there, never served from their own folders; other files of --out, of the model folder or "
+    "of an --examples folder are never served. An existing --out folder is fine: the server cleans only the "
+    "subfolders it made (listed in --out/.vgs-serve.json).\n\n"
     "By default the server listens on 127.0.0.1: only this machine can reach it. --host 0.0.0.0 exposes it to "
     "every network this machine is on: anyone who can reach the port can upload files and use this machine's "
     "CPU/GPU, with no login. Expose it only on a network you trust, or behind a proxy that adds authentication."
@@ -28,7 +33,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. 127.0.0.1: this machine only; 0.0.0.0: every network (no login!)."),
     port: int = typer.Option(7860, "--port", help="Port to listen on."),
     out: Path = typer.Option(Path("serve_out"), "--out", "-o", help="The server's own folder: uploads, results, caches. Nothing is written elsewhere."),
-    examples: Optional[Path] = typer.Option(None, "--examples", help="Folder of example videos for the page (default: a `make demo` folder's held-out videos)."),
+    examples: Optional[List[Path]] = typer.Option(None, "--examples", help="Example videos for the page: a video file or a folder of videos (repeat for more; only files ffmpeg reads as videos are taken, and copied into --out/examples). Default: a `make demo` folder's held-out videos."),
     concurrency: int = typer.Option(1, "--concurrency", help="Generations that run at once; the rest wait in a queue."),
     max_seconds: float = typer.Option(600.0, "--max-seconds", help="Longest video accepted (seconds)."),
     max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="Largest upload accepted (MB)."),

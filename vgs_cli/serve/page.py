@@ -6,12 +6,16 @@ PNG; info: a JSON dict naming them). `top_k` 0 and `top_p` 1 mean "off"; `class_
 first class; `vocoder` is one of the page's choices. The page's own button drives an undocumented endpoint
 with richer outputs.
 Both share one concurrency group, so at most `--concurrency` generations run at once and the rest queue.
+Both take the raw values (`preprocess=False`) and check them here, so a bad value is one line naming the field
+and what it may be (gradio's own checks name neither), told to the client and printed as one line in the
+server's console (no traceback: it is the request's fault, not the server's).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -23,28 +27,102 @@ Upload a video (or pick an example), choose the settings and press **Generate**:
 and writes a sound track for it, as long as the video. Requests queue: the page shows your place in line."""
 
 
+SEED_MAX = 2**63 - 1
+
+
+def _number(field: str, value: Any, allowed: str, *, whole: bool, ok: Callable[[float], bool]) -> float:
+    """A raw JSON value (number, numeric string) -> the number, else a VgsError naming `field` and `allowed`."""
+    try:
+        if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError
+        number = float(value) if not isinstance(value, int) else value
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise VgsError(f"{field} must be {allowed}, got {value!r}") from None
+    if (whole and number != int(number)) or not ok(number):
+        raise VgsError(f"{field} must be {allowed}, got {value!r}")
+    return int(number) if whole else float(number)
+
+
 def _settings(svc: Service, samples, temperature, top_k, top_p, seed, class_name, vocoder) -> Settings:
-    """The page's raw values (floats from sliders, "" for unset) -> Settings; bad values -> gr.Error."""
-    try:
-        return Settings(samples=int(samples), temperature=float(temperature),
-                        top_k=int(top_k) if top_k and int(top_k) > 0 else None,
-                        top_p=float(top_p) if top_p and float(top_p) < 1 else None,
-                        seed=int(seed or 0), class_name=class_name or (svc.classes[0] if svc.classes else None),
-                        vocoder=vocoder or svc.vocoders[0])
-    except (TypeError, ValueError) as exc:
-        raise gr.Error(f"bad setting: {exc}") from None
+    """The raw values of a request (numbers or numeric strings; "" or None for unset) -> Settings; a bad value
+    -> a VgsError naming the field and its allowed range."""
+    n = _number("samples", samples, f"a whole number from 1 to {MAX_SAMPLES}", whole=True,
+                ok=lambda v: 1 <= v <= MAX_SAMPLES)
+    t = _number("temperature", temperature, "a number > 0 (1 = as trained)", whole=False, ok=lambda v: v > 0)
+    k = 0 if top_k in (None, "") else _number("top_k", top_k, "a whole number >= 0 (0 = all codes)", whole=True,
+                                              ok=lambda v: v >= 0)
+    p = 1.0 if top_p in (None, "") else _number("top_p", top_p, "a number in (0, 1] (1 = off)", whole=False,
+                                                ok=lambda v: 0 < v <= 1)
+    s = 0 if seed in (None, "") else _number("seed", seed, f"a whole number from 0 to {SEED_MAX}", whole=True,
+                                             ok=lambda v: 0 <= v <= SEED_MAX)
+    for field, value in (("class_name", class_name), ("vocoder", vocoder)):
+        if value is not None and not isinstance(value, str):
+            raise VgsError(f"{field} must be text, got {value!r}")
+    return Settings(samples=n, temperature=t, top_k=k or None, top_p=p if p < 1 else None, seed=s,
+                    class_name=class_name or (svc.classes[0] if svc.classes else None),
+                    vocoder=vocoder or svc.vocoders[0])
 
 
-def _run(svc: Service, video: str | None, settings: Settings, progress: Any) -> Result:
-    """One generation; every user problem becomes one readable line in the page (the server keeps serving)."""
-    if not video:
-        raise gr.Error("upload a video first (or pick an example)", title="No video")
+def _video_path(raw: Any) -> str | None:
+    """The raw video value (gradio's file dict after its upload check, or a path) -> its path."""
+    path = raw.get("path") if isinstance(raw, dict) else raw
+    return str(path) if path else None
+
+
+def _reject(log: Callable[[str], None], message: str, title: str) -> gr.Error:
+    """The request's own fault: one line for the client and one in the server's console, no traceback."""
+    log(f"rejected a request: {message}")
+    return gr.Error(message, title=title, print_exception=False)
+
+
+def _run(svc: Service, raw: tuple, progress: Any, log: Callable[[str], None]) -> tuple[Result, Settings]:
+    """One generation from the raw inputs; every user problem becomes one readable line in the page and in
+    the console (the server keeps serving)."""
+    video, *values = raw
     try:
-        return svc.generate(video, settings, report=lambda frac, msg: progress(frac, desc=msg))
+        settings = _settings(svc, *values)
     except VgsError as exc:
-        raise gr.Error(str(exc), title="Cannot generate") from None
-    except Exception as exc:  # a bug: say so in one line; gradio logs it and goes on serving
+        raise _reject(log, str(exc), "Bad setting") from None
+    video = _video_path(video)
+    if not video:
+        raise _reject(log, "upload a video first (or pick an example)", "No video")
+    try:
+        return svc.generate(video, settings, report=lambda frac, msg: progress(frac, desc=msg)), settings
+    except VgsError as exc:
+        raise _reject(log, str(exc), "Cannot generate") from None
+    except Exception as exc:  # a bug: say so in one line; gradio logs it (traceback) and goes on serving
         raise gr.Error(f"internal error: {type(exc).__name__}: {exc}", title="Internal error") from exc
+
+
+def queued_files(page: gr.Blocks) -> set[Path] | None:
+    """The files named by the requests waiting in gradio's queue or running (their uploads must not be
+    cleaned); None when gradio's queue cannot be read (then nothing uploaded may be cleaned)."""
+    try:
+        queue = page._queue
+        events = [e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)]
+        events += [e for job in list(queue.active_jobs) if job for e in job]  # after the queue: none slips by
+    except (AttributeError, TypeError):
+        return None
+    found: set[Path] = set()
+    todo = [getattr(getattr(e, "data", None), "data", None) for e in events]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("path"), str):
+                found.add(Path(item["path"]).resolve())
+            todo += list(item.values())
+        elif isinstance(item, (list, tuple)):
+            todo += list(item)
+    return found
+
+
+def example_copies(uploads: Path, examples: list[Path]) -> set[Path]:
+    """gradio's copies of the example videos in its upload folder (`<hash>/<name>`, made when the page was
+    built): the page offers them as long as the server runs, so they are never cleaned."""
+    wanted = {(p.name, p.stat().st_size) for p in examples if p.is_file()}
+    return {f.resolve() for f in uploads.glob("*/*") if f.is_file() and (f.name, f.stat().st_size) in wanted}
 
 
 def _info(result: Result, settings: Settings) -> dict[str, Any]:
@@ -55,7 +133,9 @@ def _info(result: Result, settings: Settings) -> dict[str, Any]:
             "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__}}
 
 
-def build_page(svc: Service, card: str, examples: list[Path], concurrency: int = 1) -> gr.Blocks:
+def build_page(svc: Service, card: str, examples: list[Path], concurrency: int = 1,
+               log: Callable[[str], None] = print) -> gr.Blocks:
+    """`examples`: the published copies (under --out/examples); `log`: the server's console."""
     classes, vocoders = svc.classes, svc.vocoders
     with gr.Blocks(title="vgs serve") as page:
         gr.Markdown(INTRO)
@@ -110,8 +190,7 @@ def build_page(svc: Service, card: str, examples: list[Path], concurrency: int =
         samples.change(on_video, [video, samples], estimate, queue=False, api_visibility="private")
 
         def on_generate(v, n, t, k, p, s, c, voc, progress=gr.Progress()):  # noqa: B008 (gradio's idiom)
-            settings = _settings(svc, n, t, k, p, s, c, voc)
-            result = _run(svc, v, settings, progress)
+            result, _ = _run(svc, (v, n, t, k, p, s, c, voc), progress, log)
             shown = [gr.Audio(value=str(w), visible=True) for w in result.wavs]
             hidden = [gr.Audio(value=None, visible=False) for _ in range(MAX_SAMPLES - len(result.wavs))]
             t_ = result.timings
@@ -125,18 +204,17 @@ def build_page(svc: Service, card: str, examples: list[Path], concurrency: int =
 
         button.click(on_generate, inputs, [status, out_video, *audios, gen_img, real_img, files],
                      api_name="generate_page", api_visibility="undocumented", concurrency_id="generate",
-                     concurrency_limit=concurrency)
+                     concurrency_limit=concurrency, preprocess=False)
 
         # The documented API: plain values in, files + a JSON dict out (hidden outputs: the page never shows them).
         api_files = gr.File(file_count="multiple", visible=False)
         api_info = gr.JSON(visible=False)
 
         def api_generate(v, n, t, k, p, s, c, voc, progress=gr.Progress()):  # noqa: B008
-            settings = _settings(svc, n, t, k, p, s, c, voc)
-            result = _run(svc, v, settings, progress)
+            result, settings = _run(svc, (v, n, t, k, p, s, c, voc), progress, log)
             return [str(x) for x in [*result.wavs, *result.videos, result.spectrogram]], _info(result, settings)
 
         api_trigger = gr.Button(visible=False)
         api_trigger.click(api_generate, inputs, [api_files, api_info], api_name="generate",
-                          concurrency_id="generate", concurrency_limit=concurrency)
+                          concurrency_id="generate", concurrency_limit=concurrency, preprocess=False)
     return page

@@ -13,14 +13,17 @@ and a vocoder wrapper that reports when decoding has finished and vocoding start
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
+import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -119,6 +122,8 @@ class Service:
         self._vocoders = {bundle.vocoder.name: bundle.vocoder}
         self.speeds: Speeds | None = None
         self._local = threading.local()  # the token callback of the request running in this thread
+        self._using: Counter[Path] = Counter()  # files and folders of running requests: never cleaned
+        self._using_lock = threading.Lock()
         bundle.gpt.register_forward_hook(self._on_forward)  # after quantizing: that may swap the GPT's layers
 
     # ------------------------------------------------------------------------------------------ what it offers
@@ -192,6 +197,29 @@ class Service:
         cfg = self.bundle.gpt.cfg
         return steps_for_samples(n_audio, cfg) * cfg.grid[0]
 
+    # ------------------------------------------------------------------------------------------- in use
+    @contextlib.contextmanager
+    def using(self, *paths: Path) -> Iterator[None]:
+        """Mark `paths` in use (the cleanup skips them and what holds them) while the block runs."""
+        held = [Path(p).resolve() for p in paths]
+        with self._using_lock:
+            self._using.update(held)
+        try:
+            yield
+        finally:
+            with self._using_lock:
+                self._using.subtract(held)
+                self._using = +self._using  # drop the zero counts
+
+    def in_use(self) -> set[Path]:
+        with self._using_lock:
+            return set(self._using)
+
+    @property
+    def busy(self) -> bool:
+        """A request is running."""
+        return bool(self.in_use())
+
     # ------------------------------------------------------------------------------------------- generate
     def _on_forward(self, module, args, output) -> None:
         callback = getattr(self._local, "on_token", None)
@@ -202,8 +230,13 @@ class Service:
         """Sound for one video: wav(s), the spectrogram PNG(s) and the muxed mp4(s) in a fresh request folder."""
         self.check_settings(settings)
         video = Path(video)
-        seconds = self.check_video(video)
         folder = self.requests_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        # the upload and the results are in use until the request is over: the cleanup leaves them alone
+        with self.using(video, folder):
+            return self._generate(video, folder, settings, report)
+
+    def _generate(self, video: Path, folder: Path, settings: Settings, report: Report) -> Result:
+        seconds = self.check_video(video)
         folder.mkdir(parents=True)
         n_audio = int(round(seconds * SPEC.sample_rate))
         tokens = self._tokens(n_audio)
@@ -274,8 +307,8 @@ class Service:
         """Warm-up requests on a synthetic clip: load the feature extractor, then measure the speeds."""
         from vgs_cli.data.video import write_video
 
-        clip = self.out_dir / "warmup" / "warmup.mp4"
-        clip.parent.mkdir(parents=True, exist_ok=True)
+        # a fresh folder of its own (in the server's tmp/): removing it afterwards cannot touch anyone's files
+        clip = Path(tempfile.mkdtemp(prefix="vgs-warmup-")) / "warmup.mp4"
         n = max(2, int(round(seconds * 25)))
         frames = np.zeros((n, 64, 64, 3), np.uint8)
         frames[:, :, :, 0] = (np.arange(n) * 9 % 255)[:, None, None]
@@ -290,16 +323,21 @@ class Service:
         return self.speeds
 
     # -------------------------------------------------------------------------------------------- cleanup
-    def cleanup(self, folders: list[Path], now: float | None = None) -> int:
-        """Delete the entries of `folders` (request folders, gradio's uploads) older than --keep-minutes."""
+    def cleanup(self, folders: list[Path], now: float | None = None, keep: set[Path] = frozenset()) -> int:
+        """Delete the entries of `folders` (request folders, gradio's uploads) older than --keep-minutes, except
+        those holding a file in use: a running request's (`in_use`) or one of `keep` (queued requests' uploads,
+        the examples' copies)."""
         cutoff = (now if now is not None else time.time()) - self.limits.keep_minutes * 60
+        held = {Path(p).resolve() for p in keep}
+        held |= self.in_use()  # read last: a queued request that started meanwhile is in one of the two
         removed = 0
         for root in folders:
             if not root.is_dir():
                 continue
             for entry in root.iterdir():
                 try:
-                    if _newest_mtime(entry) >= cutoff:
+                    real = entry.resolve()
+                    if any(p == real or p.is_relative_to(real) for p in held) or _newest_mtime(entry) >= cutoff:
                         continue
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
                     removed += 1
