@@ -101,6 +101,7 @@ def test_reproduce_end_to_end_from_a_mirror(tmp_path, monkeypatch, capsys):
             "--samples", "2", "--device", "cpu"]
     with serve({f"/pub/{k}": v for k, v in files.items()}) as srv:
         monkeypatch.setenv(registry.BASE_ENV, srv.url("/pub"))
+        monkeypatch.setenv("VGS_CACHE", str(tmp_path / "cache"))  # no metric weights here
         code = _vgs(monkeypatch, *args)
         printed = capsys.readouterr()
         assert code == 0, printed.err[-3000:]
@@ -113,6 +114,9 @@ def test_reproduce_end_to_end_from_a_mirror(tmp_path, monkeypatch, capsys):
         assert r["sampler"]["top_k"] == 64 and r["sampler"]["temperature"] == 1.0 and r["sampler"]["paper_protocol"]
         assert r["paper_protocol"] is False  # partial
         assert "top-k 64, temperature 1" in printed.out and "TOP_K=64" in printed.out
+        # today's protocol: no metric network's weights on this machine, so each metric is named, none scored
+        assert r["modern"]["metrics"] == {} and len(r["modern"]["skipped"]) == 8
+        assert "today's protocol: fd_passt" in printed.out and "vgs download --metrics" in printed.out
         assert r["split"] == "valid" and r["clips"] == 2 and r["eval"]["n_fake"] == 4 and r["eval"]["n_real"] == 3
         assert r["paper"] == {"fid": "22.6*", "mkl": "5.8*"} and sorted(r["fetched"]) == sorted([NAME, "melgan",
                                                                                                 "melception"])
@@ -194,3 +198,28 @@ def test_each_row_samples_as_the_reference_did_and_an_override_says_it_leaves_th
     other = run_sampler(ref, ReproduceOptions(top_k=100))
     assert not other["paper_protocol"] and other["top_k"] == 100
     assert other["note"] == "top-k 100 instead of the reference's 64: not the paper's sampling protocol"
+
+
+def test_todays_protocol_scores_what_has_weights_and_leaves_out_ib_desync_without_videos(monkeypatch, tmp_path):
+    """`vgs reproduce` adds the av-benchmark metrics whose weights are present; shards that record no source
+    videos cannot give IB-score / DeSync: those two are left out with the reason, the audio ones still scored."""
+    from vgs_cli.errors import DataError
+    from vgs_cli.metrics import av_eval
+    from vgs_cli.reproduce import run
+
+    monkeypatch.setattr(av_eval, "split_by_weights", lambda m, w=None: (("fd_vggish", "desync"),
+                                                                         {"fd_passt": "passt.pt"}))
+    calls = []
+
+    def fake_eval(real, fake, settings, device="cpu"):
+        calls.append(settings.metrics)
+        if "desync" in settings.metrics:
+            raise DataError("IB-score/DeSync need the source video of clip 'a': none found")
+        return {"metrics": {"fd_vggish": 1.5}, "weights_sha256": {"vggish": "ab"}, "audio_length_s": 8.0}
+
+    monkeypatch.setattr(av_eval, "evaluate_av", fake_eval)
+    out = run._modern(tmp_path, "valid", tmp_path / "samples", run.ReproduceOptions(), log=lambda m: None)
+    assert calls == [("fd_vggish", "desync"), ("fd_vggish",)]
+    assert out["metrics"] == {"fd_vggish": 1.5}
+    assert out["skipped"] == {"fd_passt": "passt.pt", "desync": "source videos"}
+    assert out["notes"] and "source video" in out["notes"][0]

@@ -16,6 +16,31 @@ def _fmt(x, std=None) -> str:
     return f"{x:.4f}" + (f" ± {std:.4f}" if std is not None else "")
 
 
+MODERN = [("FD_PaSST", "fd_passt"), ("FD_PANNs", "fd_panns"), ("FD_VGGish", "fd_vggish"), ("KL_PANNs", "kl_panns"),
+          ("KL_PaSST", "kl_passt"), ("IS_PANNs", "is_panns_mean"), ("IB-score", "ib"), ("DeSync (s)", "desync")]
+
+
+def _modern_table(console, modern: dict) -> None:
+    """Today's protocol for the row (no paper numbers exist for it), and what it could not score here."""
+    from rich.table import Table
+
+    m = modern.get("metrics") or {}
+    rows = [(label, m[key]) for label, key in MODERN if m.get(key) is not None]
+    if rows:
+        table = Table(title="today's protocol (av-benchmark; MMAudio's Table 1 metrics)")
+        table.add_column("metric")
+        table.add_column("vgs", justify="right")
+        for label, value in rows:
+            table.add_row(label, _fmt(value))
+        console.print(table)
+    for note in modern.get("notes") or []:
+        console.print(note)
+    if modern.get("skipped"):
+        files = ", ".join(sorted(set(modern["skipped"].values())))
+        console.print(f"today's protocol: {', '.join(modern['skipped'])} not scored (missing here: {files}; "
+                      "`vgs download --metrics` fetches the weights)")
+
+
 def reproduce(
     name: str = typer.Argument(..., help="An official transformer: the alias or run name of a transformer in "
                                "`vgs download --list` (e.g. vas_c_212feats_resnet50)."),
@@ -75,6 +100,7 @@ def reproduce(
     if r["partial"]:
         console.print(f"PARTIAL RUN ({r['partial_reason']}): not the paper's protocol, the numbers are not "
                       "comparable with the paper's")
+    _modern_table(console, r["modern"])
     if r["sampler"]["note"]:
         console.print(f"SAMPLER CHANGED ({r['sampler']['note']}): the numbers are not the paper's protocol")
     console.print(f"sampler: {r['sampler']['reference']['source']}")
