@@ -93,6 +93,18 @@ def test_output_is_as_long_as_the_video(bundle, tmp_path, seconds):
     assert np.isfinite(wav).all() and np.abs(wav).max() > 0
 
 
+def test_a_variable_frame_rate_video_gets_its_real_length(bundle, tmp_path):
+    """Issue 25: a 3.00-s VFR clip got a 3.16-s wav (its length was frames / average fps)."""
+    from test_media import make_vfr_video
+
+    from vgs_cli.generate.batch import generate_video
+    from vgs_cli.generate.engine import GenerateOptions
+
+    video = make_vfr_video(tmp_path / "vfr")
+    (out,) = generate_video(bundle, video, tmp_path / "out.wav", GenerateOptions(seed=1), log=lambda s: None)
+    assert abs(len(read_wav(out)[0]) - 3.0 * SPEC.sample_rate) <= SPEC.hop_length
+
+
 def test_seed_determinism_and_sample_diversity(bundle, tmp_path):
     from vgs_cli.generate.batch import generate_video
     from vgs_cli.generate.engine import GenerateOptions

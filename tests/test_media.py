@@ -71,6 +71,44 @@ def test_variable_frame_rate_source(tmp_path):
     assert len(np.unique(got)) < len(t_ms)  # some source frames were dropped, some repeated: it really is VFR
 
 
+def make_vfr_video(path: Path, suffix: str = ".mp4") -> Path:
+    """A 3.00-s variable-frame-rate clip: 40 fps frames, every 4th kept in the first 1.5 s (15 at 10 fps, then
+    60 at 40 fps: 75 frames, whose average rate does not describe them), re-timed with `-fps_mode vfr`."""
+    src = write_video(path.with_name("cfr40.mp4"), index_frames(120), fps=40)
+    out = path.with_suffix(suffix)
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(src), "-vf", "select='gte(t,1.5)+not(mod(n,4))'",
+                    "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_video_duration_of_a_variable_frame_rate_clip_comes_from_its_timestamps(tmp_path, suffix):
+    """Issue 25: a 3.00-s VFR clip was measured as frames / average fps (3.15 s in mp4, 1.875 s in mkv)."""
+    from vgs_cli.generate.engine import video_duration
+
+    path = make_vfr_video(tmp_path / "vfr", suffix)
+    info = probe(path)
+    assert abs(75 / info.fps - 3.0) > 0.1  # what counting frames gives
+    assert abs(video_duration(path) - 3.0) <= 256 / SR
+
+
+@pytest.mark.parametrize("fps, seconds, suffix", [(25, 3.0, ".mp4"), (29.97, 2.7, ".mp4"), (21.5, 3.3, ".mkv"),
+                                                  (30, 2.0, ".webm"), (29.97, 2.7, ".avi")])
+def test_video_duration_at_a_constant_rate_is_frames_over_fps_exactly(tmp_path, fps, seconds, suffix):
+    """Timestamps that agree with the count change nothing: the same float as frames / fps, bit for bit."""
+    from vgs_cli.generate.engine import video_duration
+
+    n = int(round(seconds * fps))
+    path = write_video(tmp_path / "cfr.mp4", index_frames(n), fps=fps)
+    if suffix != ".mp4":
+        codec = {".webm": "libvpx", ".avi": "mpeg4"}.get(suffix, "libx264")
+        subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(path), "-c:v", codec,
+                        str(path.with_suffix(suffix))], check=True, capture_output=True)
+        path = path.with_suffix(suffix)
+    assert video_duration(path) == n / probe(path).fps
+
+
 def test_read_frames_resizes_and_limits_duration(tmp_path):
     frames = np.zeros((50, 40, 60, 3), np.uint8)
     frames[:, :, :30] = 200  # left half bright: survives any resize

@@ -123,33 +123,16 @@ def extractor_for(bundle: Bundle, visual_weights: str | os.PathLike | None = Non
 
 
 def video_duration(path: str | os.PathLike) -> float:
-    """Seconds of the video stream (the audio track, if any, may be a little longer or shorter)."""
+    """Seconds of the video stream (the audio track, if any, may be a little longer or shorter); a variable
+    frame rate's from its timestamps (`data.video.stream_duration`)."""
     from vgs_cli.audio.io import probe
 
     info = probe(path)
     if not info.has_video:
         raise VgsError(f"{path} has no video stream")
-    return _stream_copy_duration(path, info.fps) or info.duration_s
+    from vgs_cli.data.video import stream_duration
 
-
-def _stream_copy_duration(path: str | os.PathLike, fps: float | None = None) -> float | None:
-    """Length of the video stream, read by remuxing it to nowhere (no decoding, fast): its frame count / the
-    average frame rate. The remux's last `time=` is only a fallback: it is the start of the last packet in
-    decode order, which with B-frames is a few frames short (a 3-s H.264 clip read as 2.92 s)."""
-    import re
-
-    from vgs_cli.audio.io import run_ffmpeg
-
-    proc = run_ffmpeg(["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"])
-    text = proc.stderr.decode("utf-8", "replace")
-    frames = re.findall(r"frame=\s*(\d+)", text)
-    if frames and fps and int(frames[-1]) > 0:
-        return int(frames[-1]) / fps
-    times = re.findall(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)", text)
-    if not times:
-        return None
-    h, m, s = times[-1]
-    return int(h) * 3600 + int(m) * 60 + float(s) or None
+    return stream_duration(path, info.fps) or info.duration_s
 
 
 def video_features(bundle: Bundle, path: str | os.PathLike, visual_weights: str | None = None,
