@@ -67,6 +67,10 @@ register(WeightFile("vggish", "vggish-10086976.pth",
 register(WeightFile("synchformer", "synchformer_state_dict.pth",
                     "https://github.com/hkchengrex/MMAudio/releases/download/v0.1/synchformer_state_dict.pth",
                     "Synchformer (DeSync)"))
+# IB-score's ImageBind-huge (`loading/metric_nets_av.py`; the URL ImageBind's imagebind_huge() downloads). Meta
+# publishes no checksum for it, so none is recorded and the download is not checksummed.
+register(WeightFile("imagebind", "imagebind_huge.pth", "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth",
+                    "ImageBind-huge (IB-score)"))
 
 
 def weights_dir() -> Path:
