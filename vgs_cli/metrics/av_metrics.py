@@ -17,6 +17,19 @@ IndexError on such videos; audio shorter than the video is scored over the audio
 silently took the next file's audio).
 The video side's per-segment features are cached per file content and weights (`metrics/feature_cache.py`),
 so scoring another set of generated audio for the same videos runs only the audio branch and the head.
+
+IB-score (inputs: metrics/ib_inputs.py). The video at 0.5 fps, three crops per frame, consecutive frames as
+2-frame clips; ImageBind's video embedding is the mean of the unit embeddings of every crop of every clip of
+the first `duration_s` seconds (int(0.5 * duration_s) frames: 3 clips x 3 crops for 8 s); the audio embedding
+the mean over three 2-s clips spread over the whole generated file; "ib" is their cosine (av-benchmark's, which
+`vgs eval` averages over the pairs). A video with fewer frames than that is scored over the clips it has
+(av-benchmark dropped it from the set), a one-frame video as ImageBind scores an image (the frame repeated);
+audio shorter than one 25-ms fbank frame gets {"ib": None, "windows": [], "skipped": reason}.
+"windows": one per `duration_s` of the time both files cover (video frames and audio), from 0 s every
+`duration_s`, plus a last one ending at the last usable frame; each window's video embedding is the mean over
+its own clips and its audio embedding ImageBind's three 2-s clips of that window's audio. A clip within one
+window has the single window {"start_s": 0.0, "ib": ib}. The per-clip, per-crop embeddings of the whole video
+are cached per file content and weights, so windows and later evaluations cost only the audio path.
 """
 
 from __future__ import annotations
@@ -28,11 +41,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgs_cli.errors import VgsError
-from vgs_cli.loading.metric_nets_av import load_synchformer
+from vgs_cli.loading.metric_nets_av import load_imagebind, load_synchformer
+from vgs_cli.metrics import ib_inputs as ii
 from vgs_cli.metrics import sync_inputs as si
 from vgs_cli.metrics.feature_cache import FeatureCache
+from vgs_cli.models.imagebind import ImageBind
 from vgs_cli.models.synchformer import OFFSET_GRID_S, Synchformer
+
+IB_VIDEO_NETWORK = f"imagebind-video-{ii.FPS}fps-{ii.SIZE}-{ii.CROPS}crops"  # the video cache's settings
 
 
 @dataclass(frozen=True)
@@ -102,7 +118,57 @@ def desync_one(model: Synchformer, cache: FeatureCache, pair: AVPair, device: st
 
 
 def ib_scores(pairs: Sequence[AVPair], *, weights_dir: Path | None, device: str,
-              batch_size: int = 8) -> list[dict]:
-    """Per pair, in order: {"ib": float cosine, "windows": [{"start_s": float, "ib": float}, ...]}."""
-    raise VgsError("the IB-score (ImageBind-huge) is not available in this version of vgs yet (issue 26); "
-                   "leave `ib` out of --metrics")
+              batch_size: int = 8, duration_s: float = 8.0) -> list[dict]:
+    """Per pair, in order: {"ib": float cosine, "windows": [{"start_s": float, "ib": float}, ...]}.
+
+    See the module docstring; `duration_s`: the seconds of video the score uses (av-benchmark's audio_length,
+    8 by default); `batch_size`: ImageBind inputs (crops of clips, audio clips) per forward."""
+    if not pairs:
+        return []
+    model, sha = load_imagebind(weights_dir, device)
+    cache = FeatureCache(IB_VIDEO_NETWORK, sha)
+    return [ib_one(model, cache, pair, device, batch_size, duration_s) for pair in pairs]
+
+
+def ib_video_embeddings(model: ImageBind, path: Path, device: str, batch_size: int) -> np.ndarray:
+    """`float32[K, 3, D]`: the unit embedding of each crop of each 2-frame clip of the whole video (K = frames
+    - 1; 1 for a one-frame video)."""
+    crops = ii.load_crops(path, model.cfg.image_size)  # [3, N, 3, S, S]
+    step = max(1, batch_size // ii.CROPS)  # clips per forward
+    out = []
+    for i in range(0, max(crops.shape[1] - 1, 1), step):
+        clips = ii.frame_clips(crops[:, i:i + step + 1])  # [k, 3, 3, 2, S, S]
+        emb = model.embed_vision(clips.flatten(0, 1).to(device)).float().cpu()
+        out.append(emb.view(len(clips), ii.CROPS, -1))
+    return torch.cat(out).numpy()
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.cosine_similarity(a, b, dim=-1))
+
+
+@torch.inference_mode()
+def ib_one(model: ImageBind, cache: FeatureCache, pair: AVPair, device: str, batch_size: int,
+           duration_s: float = 8.0) -> dict:
+    """One pair's entry of `ib_scores` with a loaded model (bench/av_metrics.py times this)."""
+    wave = ii.load_audio(pair.audio)  # [C, S] at 16 kHz
+    if wave.shape[-1] < ii.FRAME_LEN:
+        return {"ib": None, "windows": [], "skipped": f"the audio lasts {1000 * wave.shape[-1] / ii.SAMPLE_RATE:.1f} "
+                "ms, shorter than one 25-ms ImageBind fbank frame"}
+    vemb = torch.from_numpy(cache.get_or_compute(
+        pair.video, lambda p: ib_video_embeddings(model, p, device, batch_size)))  # [K, 3, D]
+    n = ii.main_frames(duration_s)
+    usable = min(len(vemb) + 1, int(wave.shape[-1] / ii.SAMPLE_RATE * ii.FPS))  # frames both files cover
+    starts = ii.window_starts(usable, n) if usable > n else []
+    sr_frame = int(ii.SAMPLE_RATE / ii.FPS)  # samples per 0.5-fps frame (2 s)
+    mels = torch.cat([ii.audio_clips(wave)] + [ii.audio_clips(wave[:, s * sr_frame:(s + n) * sr_frame])
+                                               for s in starts])  # [3 * (1 + windows), 1, 128, 204]
+    aemb = torch.cat([model.embed_audio(mels[i:i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(mels), max(1, batch_size))])
+    aemb = aemb.view(-1, ii.AUDIO_CLIPS, aemb.shape[-1]).mean(dim=1)  # [1 + windows, D]
+    ib = _cosine(vemb[:n - 1].flatten(0, 1).mean(dim=0), aemb[0])
+    if not starts:
+        return {"ib": ib, "windows": [{"start_s": 0.0, "ib": ib}]}
+    windows = [{"start_s": float(s / ii.FPS), "ib": _cosine(vemb[s:s + n - 1].flatten(0, 1).mean(dim=0), a)}
+               for s, a in zip(starts, aemb[1:], strict=True)]
+    return {"ib": ib, "windows": windows}
