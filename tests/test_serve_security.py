@@ -227,9 +227,18 @@ def test_rejected_requests_name_the_field_and_print_one_line_in_the_console(labe
         with pytest.raises(Exception) as caught:  # gradio_client's AppError, with the server's line
             client.predict(*args, api_name="/generate")
         assert said in str(caught.value)
+    # plain HTTP naming a file that was never uploaded: gradio itself refuses it, before our code runs
+    body = json.dumps({"data": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, 1, 1.0, 0, 1.0, 0, "",
+                                "melgan"]}).encode()
+    request = urllib.request.Request(f"{url}/gradio_api/call/generate", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        event = json.loads(resp.read())["event_id"]
+    _, stream = _get(f"{url}/gradio_api/call/generate/{event}")
+    refused = "Cannot move /etc/passwd to the gradio cache dir because it was not uploaded by a user."
+    assert b"event: error" in stream and refused.encode() in stream
     time.sleep(1)  # the console is a file another process writes
     console = log.read_text()
-    for _, said in cases:
+    for said in [*(said for _, said in cases), refused]:
         assert f"rejected a request: {said}" in console
     assert "Traceback" not in console and proc.poll() is None
 

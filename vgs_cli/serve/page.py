@@ -96,6 +96,35 @@ def _run(svc: Service, raw: tuple, progress: Any, log: Callable[[str], None]) ->
         raise gr.Error(f"internal error: {type(exc).__name__}: {exc}", title="Internal error") from exc
 
 
+def quiet_gradio_rejections(log: Callable[[str], None] = print) -> None:
+    """The requests gradio rejects itself, before our code runs (a file that was never uploaded: its
+    `InvalidPathError`), print one line as ours do, not gradio's traceback. gradio's queue prints through its
+    module's `traceback`; anything else (a bug) still gets the full traceback. No-op if gradio changed."""
+    import sys
+
+    import gradio.queueing as queueing
+    from gradio.exceptions import InvalidPathError
+
+    real = getattr(queueing, "traceback", None)
+    if real is None or not hasattr(real, "print_exc") or getattr(real, "_vgs_quiet", False):
+        return
+
+    class Quiet:
+        _vgs_quiet = True
+
+        def __getattr__(self, name: str):
+            return getattr(real, name)
+
+        def print_exc(self, *args, **kwargs) -> None:
+            exc = sys.exc_info()[1]
+            if isinstance(exc, InvalidPathError):
+                log(f"rejected a request: {exc}")
+            else:
+                real.print_exc(*args, **kwargs)
+
+    queueing.traceback = Quiet()
+
+
 def queued_files(page: gr.Blocks) -> set[Path] | None:
     """The files named by the requests waiting in gradio's queue or running (their uploads must not be
     cleaned); None when gradio's queue cannot be read (then nothing uploaded may be cleaned)."""

@@ -82,7 +82,7 @@ def serve(opts: ServeOptions, log: Callable[[str], None] = print) -> None:
     from vgs_cli.loading.default_model import resolve
     from vgs_cli.serve.card import card_markdown, model_card
     from vgs_cli.serve.examples import demo_models, find_examples, publish_examples
-    from vgs_cli.serve.page import build_page, example_copies, queued_files
+    from vgs_cli.serve.page import build_page, example_copies, queued_files, quiet_gradio_rejections
     from vgs_cli.serve.service import Limits, Service
 
     kwargs = dict(opts.model_kwargs)
@@ -107,6 +107,7 @@ def serve(opts: ServeOptions, log: Callable[[str], None] = print) -> None:
     running = str(bundle.device) + (", int8 transformer" if opts.quantize == "int8" else "") + \
         (f", {opts.precision} sampling" if opts.precision != "fp32" else "")
     page = build_page(svc, card_markdown(model_card(bundle), running), examples, opts.concurrency, log=log)
+    quiet_gradio_rejections(log)
     page.queue(default_concurrency_limit=opts.concurrency)
     kept = example_copies(out.uploads, examples)
 
