@@ -14,6 +14,7 @@ folders.
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import shutil
 from pathlib import Path, PurePath
@@ -74,8 +75,9 @@ def _given(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
+            # probed one by one up to MAX_EXAMPLES: a big folder (a home folder) costs no more than that
             videos = [v for v in list_videos(path) if _inside(v, path) is not None]
-            videos = [v for v in videos if is_video(v)][:MAX_EXAMPLES]
+            videos = list(itertools.islice((v for v in videos if is_video(v)), MAX_EXAMPLES))
             if not videos:
                 raise VgsError(f"--examples {path}: no videos in this folder (mp4, mov, webm, ...); give video "
                                "files or a folder of videos")
