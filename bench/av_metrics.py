@@ -4,7 +4,11 @@ Synchformer (DeSync) at its published size (237 M parameters, random weights: sp
 them) on a synthetic 10-s clip (320 x 240 at 30 fps, 22.05-kHz audio), everything `vgs eval` runs per clip:
 decoding at 25 fps, resizing, 16-kHz resampling, the 30 video and audio segments, the two 4.8-s windows.
 The second row is an evaluation whose video features are already cached (another set of generated audio
-for the same videos): the audio branch and the head only. ImageBind-huge (IB-score) has no row yet.
+for the same videos): the audio branch and the head only.
+ImageBind-huge (IB-score) at its published size (vision 633 M + audio 86 M parameters, random weights) on the
+same clip: decoding at 0.5 fps, resizing, the 4 two-frame clips x 3 crops through the vision path, and the
+audio (three 2-s clips for the score, three per 8-s window for the two windows); then with the video
+embeddings cached (the audio path only).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import torch
 from bench.timing import seconds
 from vgs_cli.audio.io import write_wav
 from vgs_cli.data.video import write_video
-from vgs_cli.metrics.av_metrics import AVPair, desync_one
+from vgs_cli.metrics.av_metrics import AVPair, desync_one, ib_one
 from vgs_cli.metrics.feature_cache import FeatureCache
+from vgs_cli.models.imagebind import ImageBind, ImageBindConfig
 from vgs_cli.models.synchformer import Synchformer, SynchformerConfig
 
 
@@ -41,8 +46,16 @@ def rows() -> list[tuple[str, float, str]]:
         cache = FeatureCache("bench-synchformer", "0" * 64, root=Path(tmp) / "features")  # not the user's cache
         desync_one(model, cache, pair, "cpu", 8)  # fills the cache
         warm = seconds(lambda: desync_one(model, cache, pair, "cpu", 8), repeats=1, warmup=False)
+        ib = ImageBind(ImageBindConfig()).eval()
+        uncached = FeatureCache("bench-imagebind", "0" * 64, enabled=False)
+        ib_cold = seconds(lambda: ib_one(ib, uncached, pair, "cpu", 8), repeats=1, warmup=False)
+        cache = FeatureCache("bench-imagebind", "0" * 64, root=Path(tmp) / "features")
+        ib_one(ib, cache, pair, "cpu", 8)  # fills the cache
+        ib_warm = seconds(lambda: ib_one(ib, cache, pair, "cpu", 8), repeats=1, warmup=False)
     return [("Synchformer (DeSync), 10-s clip, batch 8 segments", cold, "s/clip"),
-            ("Synchformer (DeSync), 10-s clip, video features cached", warm, "s/clip")]
+            ("Synchformer (DeSync), 10-s clip, video features cached", warm, "s/clip"),
+            ("ImageBind-huge (IB-score), 10-s clip, batch 8 inputs", ib_cold, "s/clip"),
+            ("ImageBind-huge (IB-score), 10-s clip, video embeddings cached", ib_warm, "s/clip")]
 
 
 if __name__ == "__main__":
