@@ -133,6 +133,8 @@ def test_offline_says_the_network_is_unreachable_and_leaves_no_lock(tmp_path):
     assert str(info.value) == ("cannot reach vgs-no-such-host.invalid: the network is unreachable (name resolution "
                                f"failed; 2 attempts); check the connection, or put a copy of the file at {dest}")
     assert list(dest.parent.iterdir()) == []
+    with pytest.raises(NetworkUnreachable, match=r"\(name resolution failed; 2 attempts\)"):
+        download("http://vgs-no-such-host.invalid/x.bin", dest, retries=5, backoff=0.01)  # one retry, not five
     dest.write_bytes(DATA)  # the copy it asks for is then used as it is
     assert download("http://vgs-no-such-host.invalid/x.bin", dest, md5=MD5) == dest
 

@@ -220,8 +220,11 @@ def _fetch(url: str, part: Path, meta: Path, *, retries: int, timeout: float, ba
             return
         grew = part.exists() and part.stat().st_size > offset
         failures = 0 if grew else failures + 1  # progress resets the budget: slow links still finish
-        if failures > retries and unreachable:
-            raise _unreachable_error(url, part, unreachable, retries + 1)
+        # a name that does not resolve is an offline machine far more often than a passing DNS hiccup: one
+        # retry, not the whole budget (an offline `vgs download` answered after ~1 s instead of ~31 s)
+        give_up = min(retries, 1) if unreachable == "name resolution failed" else retries
+        if failures > give_up and unreachable:
+            raise _unreachable_error(url, part, unreachable, failures)
         if failures > retries:
             raise DownloadError(f"giving up on {_redact(url)} after {retries} retries ({reason}); "
                                 f"re-run to resume from {part.stat().st_size if part.exists() else 0} bytes")
