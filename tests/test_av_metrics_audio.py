@@ -248,6 +248,40 @@ def test_cli_av_benchmark_table_json_and_per_file(monkeypatch, capsys, weights, 
     assert json.loads(out_json.read_text())["metrics"]["fd_passt"] == m["fd_passt"]
 
 
+def test_a_pair_too_short_to_score_is_left_out_of_the_mean_and_ib_sees_the_audio_length(monkeypatch, tmp_path):
+    """IB/DeSync return None for a clip too short to score: the mean is over the scored pairs (it was nan) and
+    the JSON counts the skipped ones; IB's video side covers --audio-length seconds, as av-benchmark's."""
+    from vgs_cli.metrics.av_eval import AVSettings, evaluate_av
+
+    clips = ["a_clip", "b_clip"]
+    _wavs(tmp_path / "real", clips, 0, 16000)
+    _wavs(tmp_path / "fake", [f"{c}_sample_{k}" for c in clips for k in range(2)], 1, 16000)
+    (tmp_path / "videos").mkdir()
+    for c in clips:
+        (tmp_path / "videos" / f"{c}.mp4").write_bytes(b"")
+    seen = {}
+
+    def ib(pairs, duration_s=None, **_):
+        seen["duration_s"] = duration_s
+        return [{"ib": 0.25, "windows": []} for _ in pairs]
+
+    def desync(pairs, **_):  # b_clip's video is "too short": both of its samples are skipped
+        return [{"desync": None, "windows": [], "skipped": "short"} if p.key == "b_clip" else
+                {"desync": 0.4 + 0.2 * int(p.sample[-5]), "windows": []} for p in pairs]
+
+    import vgs_cli.metrics.av_metrics as av
+    monkeypatch.setattr(av, "ib_scores", ib)
+    monkeypatch.setattr(av, "desync_scores", desync)
+    res = evaluate_av(str(tmp_path / "real"), tmp_path / "fake", AVSettings(metrics=("ib", "desync"), audio_length=5.0),
+                      videos=tmp_path / "videos")
+    m = res["metrics"]
+    assert seen["duration_s"] == 5.0
+    assert m["desync"] == pytest.approx(0.5) and m["desync_pairs"] == 2 and m["desync_skipped_pairs"] == 2
+    assert m["ib"] == pytest.approx(0.25) and m["ib_pairs"] == 4 and "ib_skipped_pairs" not in m
+    # the interval is over the two sample indices' means (0.4, 0.6), the skipped pairs in neither: t(0.975, 1) x 0.1
+    assert m["desync_samples"] == 2 and m["desync_ci95"] == pytest.approx(12.7062047 * np.std([0.4, 0.6], ddof=1) / np.sqrt(2))
+
+
 def test_download_metrics_fetches_every_metric_network(monkeypatch, capsys, tmp_path):
     from vgs_cli.loading.metric_nets import metric_weight_names
     from vgs_cli.loading.weights import get_entry

@@ -210,9 +210,12 @@ def evaluate_av(real: str, fake: str | Path, settings: AVSettings, *, device: st
              **{m: float(per_pair[m][k]) for m in PAIR_METRICS if m in per_pair}}
             for k, (_, j) in enumerate(pairs)]
     for m in PAIR_METRICS:
-        if m in per_pair:
-            metrics[m] = float(np.mean(per_pair[m]))
-            metrics[f"{m}_pairs"] = len(per_pair[m])
+        if m in per_pair:  # IB/DeSync give None (nan here) for a clip too short to score: left out, counted
+            scored = per_pair[m][np.isfinite(per_pair[m])]
+            metrics[m] = float(scored.mean()) if scored.size else float("nan")
+            metrics[f"{m}_pairs"] = int(scored.size)
+            if scored.size < len(per_pair[m]):
+                metrics[f"{m}_skipped_pairs"] = int(len(per_pair[m]) - scored.size)
             _interval_over_samples(metrics, m, rows)
     return {"metrics": metrics, "per_file": rows, "windows": windows, "n_real": len(reals.ids),
             "n_fake": len(items), "n_fake_matched": len(pairs), "real": reals.where, "fake": str(fake),
@@ -223,15 +226,20 @@ def _av_scores(wanted, items, fake_ids, pairs, video_of, per_pair, settings, dev
     """IB-score and DeSync through `av_metrics` (per pair; their per-window values for the JSON)."""
     if video_of is None:
         return {}
+    from vgs_cli.audio.io import probe
     from vgs_cli.metrics.av_metrics import AVPair, desync_scores, ib_scores
 
     av_pairs = [AVPair(key=fake_ids[j], sample=items[j].path.name, video=video_of[fake_ids[j]], audio=items[j].path)
                 for _, j in pairs]
     windows: dict[str, dict[str, list]] = {}
+    # IB's video side covers --audio-length seconds as av-benchmark's (int(0.5 x length) frames); whole-file
+    # scoring (audio_length None) takes the longest video
+    ib_seconds = settings.audio_length or max(probe(p.video).duration_s or 0.0 for p in av_pairs) or 8.0
     for name, fn in (("ib", ib_scores), ("desync", desync_scores)):
         if name not in wanted:
             continue
-        scores = fn(av_pairs, weights_dir=weights_dir, device=device, batch_size=settings.batch_size)
+        extra = {"duration_s": ib_seconds} if name == "ib" else {}
+        scores = fn(av_pairs, weights_dir=weights_dir, device=device, batch_size=settings.batch_size, **extra)
         if len(scores) != len(av_pairs):
             raise VgsError(f"{name}: {len(scores)} results for {len(av_pairs)} pairs")  # a bug, said plainly
         per_pair[name] = np.array([s[name] for s in scores], dtype=np.float64)
@@ -244,7 +252,8 @@ def _interval_over_samples(metrics: dict[str, Any], m: str, rows: list[dict]) ->
     """With several samples per clip: the metric's mean per sample index and a 95% interval over them."""
     by_k: dict[str, list[float]] = {}
     for r in rows:
-        by_k.setdefault(r["sample_index"], []).append(r[m])
+        if np.isfinite(r[m]):  # a pair too short to score is not part of any sample's mean
+            by_k.setdefault(r["sample_index"], []).append(r[m])
     if len(by_k) >= 2:
         _, half = mean_ci95([float(np.mean(v)) for v in by_k.values()])
         metrics[f"{m}_ci95"] = half
