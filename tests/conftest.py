@@ -121,3 +121,12 @@ def vgs(monkeypatch, capsys):
         return subprocess.CompletedProcess(args, code, out.out, out.err)
 
     return call
+
+
+@pytest.fixture
+def clean_cache(tmp_path, monkeypatch):
+    """An empty cache folder (VGS_CACHE) and no $VGS_MODEL: a fresh machine."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("VGS_CACHE", str(cache))
+    monkeypatch.delenv("VGS_MODEL", raising=False)
+    return cache

@@ -18,15 +18,6 @@ from vgs_cli.fsutil import file_sha256
 from vgs_cli.models.melgan import Generator
 
 
-@pytest.fixture
-def clean_cache(tmp_path, monkeypatch):
-    """An empty cache folder and no $VGS_MODEL: a fresh machine."""
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("VGS_CACHE", str(cache))
-    monkeypatch.delenv("VGS_MODEL", raising=False)
-    return cache
-
-
 def test_generate_as_typed_needs_a_default_then_uses_it(tmp_path, clean_cache, monkeypatch, vgs):
     """The design card's form, exactly: `vgs generate video.mp4 -o out.wav`, before and after a default is set."""
     models = build_models(tmp_path / "m")

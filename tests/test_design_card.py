@@ -22,14 +22,6 @@ from test_generate import build_models, make_video
 from vgs_cli.data.shards import iter_clips
 
 
-@pytest.fixture
-def clean_cache(tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("VGS_CACHE", str(cache))
-    monkeypatch.delenv("VGS_MODEL", raising=False)
-    return cache
-
-
 def test_train_codebook_with_data_only_is_watchable(tiny_shards, tmp_path, monkeypatch, vgs):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

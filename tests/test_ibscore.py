@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-import types
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _stubs import stub_module
 from torch import nn
 
 from vgs_cli.audio.io import write_wav
@@ -37,12 +37,7 @@ PKG_TINY = dict(out_embed_dim=24, vision_embed_dim=40, vision_num_blocks=2, visi
 
 # ------------------------------------------------------------------------------------ the package's model
 
-def _stub(monkeypatch, name: str, **attrs) -> types.ModuleType:
-    mod = types.ModuleType(name)
-    for k, v in attrs.items():
-        setattr(mod, k, v)
-    monkeypatch.setitem(sys.modules, name, mod)
-    return mod
+_stub = stub_module
 
 
 class _DropPath(nn.Module):  # timm's DropPath is the identity in eval mode, the only mode used here

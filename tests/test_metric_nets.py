@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _stubs import stub_module
 
 from vgs_cli.audio.resample import resample
 from vgs_cli.models.cnn14 import Cnn14
@@ -26,12 +27,7 @@ def _package_dir(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _stub(monkeypatch, name: str, **attrs) -> types.ModuleType:
-    mod = types.ModuleType(name)
-    for k, v in attrs.items():
-        setattr(mod, k, v)
-    monkeypatch.setitem(sys.modules, name, mod)
-    return mod
+_stub = stub_module
 
 
 def _np_kaldi_banks(n_mels, n_fft, sr, fmin, fmax):
