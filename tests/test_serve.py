@@ -169,6 +169,25 @@ def test_a_text_file_named_mp4_gives_a_message_and_the_server_goes_on(server, br
     page.close()
 
 
+def test_the_page_compares_several_samples_in_one_video(server, browser, tmp_path):
+    """Issue 27: the page offers `--compare` too: after 2 samples, one video playing the clip once per sample."""
+    from vgs_cli.audio.io import probe
+
+    url, _, out, _, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    _upload(page, url, make_video(tmp_path / "short.mp4", 1.0, audio=True))
+    page.locator("#compare").wait_for(state="hidden")  # nothing to compare before a result with 2+ samples
+    page.get_by_label("Samples (different sounds)").first.fill("2")
+    page.get_by_label("Samples (different sounds)").first.press("Enter")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('x 2')", timeout=240_000)
+    page.click("#compare")
+    page.wait_for_selector("#compare-video video", timeout=120_000)
+    made = sorted((out / "requests").glob("*/compare.mp4"))
+    assert len(made) == 1 and probe(made[0]).duration_s == pytest.approx(2.0, abs=0.15)
+    page.close()
+
+
 def test_api_gives_the_same_wav_as_vgs_generate(server, tmp_path, vgs):
     from gradio_client import Client, handle_file
 

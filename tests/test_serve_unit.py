@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from test_generate import make_video
@@ -214,3 +215,24 @@ def test_serve_help_says_what_the_server_exposes(vgs):
     assert "only files under --out, namely the uploads, the results (--out/requests) and copies of the example " \
            "videos (--out/examples)" in text
     assert "only files ffmpeg reads as videos are taken" in text
+
+
+def test_compare_makes_one_video_of_a_requests_samples_and_only_of_its_own_requests(tmp_path):
+    """The page's "compare" button (issue 27): `vgs generate --compare` for a finished multi-sample request."""
+    from vgs_cli.audio.io import probe, write_wav
+
+    svc = _service(tmp_path)
+    folder = svc.requests_dir / "20261207-000000-abcdef01"
+    folder.mkdir(parents=True)
+    make_video(folder / "video_1.mp4", 1.0)
+    for k in (1, 2):
+        write_wav(folder / f"sound_{k}.wav", np.full(22050, 0.1 * k, np.float32), 22050)
+    out = svc.compare(folder, seed=7)
+    info = probe(out)
+    assert out == folder.resolve() / "compare.mp4" and info.has_audio and info.has_video
+    assert info.duration_s == pytest.approx(2.0, abs=0.15)  # the clip once per sample
+    with pytest.raises(VgsError, match="own request folders"):
+        svc.compare(tmp_path, seed=0)
+    (folder / "sound_2.wav").unlink()
+    with pytest.raises(VgsError, match="nothing to compare"):
+        svc.compare(folder, seed=0)

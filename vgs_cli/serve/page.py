@@ -197,7 +197,12 @@ def build_page(svc: Service, card: str, examples: list[Path], concurrency: int =
                                        interactive=False)
                     real_img = gr.Image(type="filepath", label="Real spectrogram (the video's own sound)",
                                         elem_id="real-spec", interactive=False)
+                compare_btn = gr.Button("Compare the samples: one video, the clip once per sample", visible=False,
+                                        elem_id="compare")
+                compare_video = gr.Video(label="All samples, one after another (captioned)", visible=False,
+                                         interactive=False, elem_id="compare-video", height=360)
                 files = gr.File(label="Downloads", file_count="multiple", elem_id="downloads", interactive=False)
+                last = gr.State(None)  # (request folder, seed) of the last result: what "compare" works on
         inputs = [video, samples, temperature, top_k, top_p, seed, class_name, vocoder]
 
         def on_video(path: str | None, n: float):
@@ -227,13 +232,29 @@ def build_page(svc: Service, card: str, examples: list[Path], concurrency: int =
                     + ", ".join(f"{name} {sec:.1f} s" for name, sec in t_.items()))
             downloads = [str(p) for p in [*result.wavs, *result.videos, result.spectrogram]]
             real = str(result.real_spectrogram) if result.real_spectrogram else None
+            several = len(result.wavs) > 1
             return [done, str(result.videos[0]), *shown, *hidden, str(result.spectrogram),
                     gr.Image(value=real, label="Real spectrogram (the video's own sound)" if real
-                             else "Real spectrogram: the video has no sound"), downloads]
+                             else "Real spectrogram: the video has no sound"), downloads,
+                    gr.Button(visible=several), gr.Video(value=None, visible=False),
+                    (str(result.folder), int(s)) if several else None]
 
-        button.click(on_generate, inputs, [status, out_video, *audios, gen_img, real_img, files],
+        button.click(on_generate, inputs, [status, out_video, *audios, gen_img, real_img, files, compare_btn,
+                                           compare_video, last],
                      api_name="generate_page", api_visibility="undocumented", concurrency_id="generate",
                      concurrency_limit=concurrency, preprocess=False)
+
+        def on_compare(state):
+            if not state:
+                raise _reject(log, "generate 2 or more samples first", "Nothing to compare")
+            try:
+                path = svc.compare(state[0], state[1])
+            except VgsError as exc:
+                raise _reject(log, str(exc), "Cannot compare") from None
+            return gr.Video(value=str(path), visible=True)
+
+        compare_btn.click(on_compare, [last], [compare_video], api_visibility="private",
+                          concurrency_id="generate", concurrency_limit=concurrency)
 
         # The documented API: plain values in, files + a JSON dict out (hidden outputs: the page never shows them).
         api_files = gr.File(file_count="multiple", visible=False)

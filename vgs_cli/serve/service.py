@@ -284,6 +284,22 @@ class Service:
         videos = [numbered(folder / "video.mp4", k, len(wavs)) for k in range(len(wavs))]
         return Result(folder, wavs, videos, folder / "spectrogram.png", real, seconds, end - t0, timings)
 
+    def compare(self, folder: str | Path, seed: int) -> Path:
+        """`vgs generate --compare` for a finished request with several samples: `folder/compare.mp4`, the clip
+        once per sample with that sample's sound and a caption (the page's "compare" button)."""
+        from vgs_cli.generate.compare import write_compare
+
+        folder = Path(folder).resolve()
+        if folder.parent != self.requests_dir.resolve():
+            raise VgsError("compare works on this server's own request folders")
+        wavs = sorted(folder.glob("sound_*.wav"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+        clip = folder / "video_1.mp4"
+        if len(wavs) < 2 or not clip.is_file():
+            raise VgsError("nothing to compare: the request's files are gone (cleaned up after --keep-minutes) or "
+                           "it made one sample; generate again with 2 or more samples")
+        with self.using(folder):
+            return write_compare(clip, wavs, folder / "compare.mp4", seed=seed)
+
     def _real_spectrogram(self, video: Path, out: Path, seconds: float) -> Path | None:
         """The mel of the video's own sound track (same scale as the generated one), or None without one."""
         from vgs_cli.audio import spec
