@@ -20,14 +20,19 @@ from rich.console import Console
 from rich.table import Table
 
 # Order = the order of the pipeline.
-MODULES = ["spec", "prepare", "datasets", "trainer", "codebook", "gpt", "quantize", "vocoder", "train_steps", "generate", "serve", "official", "metrics", "av_metrics"]
+MODULES = ["spec", "prepare", "datasets", "trainer", "codebook", "gpt", "quantize", "vocoder", "train_steps", "generate",
+           "cpu_paths", "serve", "official", "metrics", "av_metrics"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vgs_cli.cpu import cpu_info
+
     only = set((argv if argv is not None else sys.argv[1:]))
     console = Console()
+    # what the CPU offers (read, not assumed): every number below holds for this CPU only
     table = Table(title=f"vgs benchmark ({platform.processor() or platform.machine()}, "
-                        f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads)")
+                        f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads)\n"
+                        f"CPU: {cpu_info().summary()}")
     table.add_column("area")
     table.add_column("measurement")
     table.add_column("value", justify="right")

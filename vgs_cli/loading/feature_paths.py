@@ -1,7 +1,7 @@
 """How a visual feature extractor runs on this machine: fp32, bf16 autocast or int8 static quantization.
 
     path = FeaturePath(net, "int8", image_size=224)   # net: the fp32 network in eval mode
-    path.calibrate(x_calib)                           # int8 only: Tensor[<=16, 3, S, S], once
+    path.calibrate(x_calib)                           # int8 only: Tensor[<=8, 3, S, S], once
     feats = path(x)                                   # Tensor[N, 3, S, S] -> float32 Tensor[N, dim]
 
 The kind a feature was made with is recorded in the extractor settings (`precision`, absent = "fp32"), so a
@@ -46,7 +46,7 @@ from vgs_cli.errors import VgsError
 
 FEATURE_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 INT8_EXTRACTORS: tuple[str, ...] = ("resnet50",)
-CALIBRATION_FRAMES = 16
+CALIBRATION_FRAMES = 8  # as good as 16 on real VAS frames (cosine 0.9986 vs 0.9984), half the fp32 pass
 COSINE_BOUND = {"fp32": 0.99999, "bf16": 0.99, "int8": 0.99}  # smallest per-frame cosine to fp32 we accept
 
 

@@ -125,6 +125,12 @@ class Trainer:
             raise VgsError("precision fp16 needs a CUDA GPU (loss scaling); use bf16 or fp32 on CPU")
         if p == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise VgsError("this GPU does not support bf16; use fp16 or fp32")
+        if p == "bf16" and dev.type == "cpu" and self.env.is_main:
+            from vgs_cli.cpu import cpu_info
+
+            if not cpu_info().bf16:  # oneDNN emulates bf16 there: ~4x slower than fp32 (issue 28's probe)
+                note(f"note: this CPU has no native bf16 ({cpu_info().summary()}): --precision bf16 runs "
+                     "emulated, slower than fp32")
 
     def autocast(self) -> Any:
         p = self.cfg.precision
