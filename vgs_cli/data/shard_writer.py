@@ -200,10 +200,14 @@ class ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
+        if exc_type is not None:
             self.abort()
+            return
+        try:
+            self.close()
+        except BaseException:  # a close that failed part-way (or Ctrl-C in it): no temp or reserve file left
+            self.abort()
+            raise
 
 
 def _hold_space(path: Path, size: int) -> None:
