@@ -18,20 +18,24 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Longest first (LPT): `make test` runs `-n 2 --dist loadfile`, so each file's module fixtures are built once, on
 # one worker, and files start in this order; what is left at the end is short files on both workers instead
 # of one long file on one (the old 480-clip margin file, started last, ran ~13 min with the other worker idle).
-# Measured seconds per file (2026-12-02, one worker of `-n 2`; the first two single-process after their cuts):
-# 110, ~85, 75, 59, 54, 50, 50, 48, 34, 33, 22.
+# Measured seconds per file (2026-12-07, summed durations of a `-n 2` run on the idle machine):
+# 85, 52, 50, 28, 27, 21, 20, 18, 16, 16, 15, 13, 12, 12, 12.
 HEAVY_FIRST = (
     "test_transformer_synthetic.py",
     "test_failures_slow.py",
+    "test_serve_security.py",
     "test_generate_scale.py",
     "test_serve.py",
-    "test_reproduce.py",
+    "test_features_quant.py",
+    "test_classify_train.py",
+    "test_av_metrics_audio.py",
     "test_generate.py",
     "test_codebook_train.py",
-    "test_classify_train.py",
-    "test_vocoder_train.py",
+    "test_reproduce.py",
+    "test_transformer_train.py",
+    "test_codec.py",
+    "test_ddp.py",
     "test_finetune_margin.py",
-    "test_geometry.py",
 )
 # The same for the fast tests (`-m "not slow"`; measured worker seconds 15, 15, 13, 10, 10, 9, 9, 8, 7). The
 # first one builds `tiny_shards` (~15 s); the three after it do not use it, so the other worker has work

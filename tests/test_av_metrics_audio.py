@@ -202,9 +202,32 @@ def _wavs(folder: Path, names: list[str], seed: int, sr: int, channels: int = 1)
         sf.write(folder / f"{n}.wav", x, sr)
 
 
-@pytest.mark.slow  # PaSST's 86M random parameters over 10-s inputs, twice per clip
-def test_cli_av_benchmark_table_json_and_per_file(monkeypatch, capsys, weights, tmp_path):
+@pytest.fixture
+def small_weights(monkeypatch, tmp_path) -> Path:
+    """PaSST and Cnn14 at a small width and depth (their full-size files load strictly in
+    test_published_layouts_load_strictly_through_weights_dir; here the driver is under test, and the full-size
+    pair cost ~70 s of the suite), saved in the published file layouts; VGGish at its only size."""
+    from vgs_cli.loading import metric_nets
+    from vgs_cli.models.cnn14 import Cnn14, Cnn14Config
+    from vgs_cli.models.passt import PaSSTAudio, PaSSTConfig
+
+    full = metric_nets.build
+    small = {"passt": lambda: PaSSTAudio(PaSSTConfig(embed_dim=64, depth=1, num_heads=2)),
+             "panns": lambda: Cnn14(Cnn14Config(widths=(8, 8, 16, 16, 32, 64)))}
+    monkeypatch.setattr(metric_nets, "build", lambda name: small[name]() if name in small else full(name))
+    folder = tmp_path / "small_weights"
+    folder.mkdir()
+    torch.manual_seed(0)
+    for net, (_, filename) in FILES.items():
+        state = {k.removeprefix("net."): v for k, v in metric_nets.build(net).state_dict().items()}
+        torch.save({"model": state} if net == "panns" else state, folder / filename)
+    return folder
+
+
+@pytest.mark.slow  # VGGish's 72M random parameters written and read, PaSST's front end over 10-s inputs
+def test_cli_av_benchmark_table_json_and_per_file(monkeypatch, capsys, small_weights, tmp_path):
     pytest.importorskip("torchvggish")
+    weights = small_weights
     clips = ["fireworks_video_02997", "dog_0001"]
     _wavs(tmp_path / "real", clips, 0, 44100, channels=2)
     _wavs(tmp_path / "fake", [f"{c}_sample_{k}" for c in clips for k in range(2)], 1, 16000)

@@ -329,10 +329,9 @@ def resolve_extractors(cfg: PrepareConfig, visual_weights: dict[str, str] | None
 
 
 def prepare_folder(src: str | Path, out: str | Path, cfg: PrepareConfig, *, labels_csv: str | Path | None = None,
-                   classes: list[str] | None = None,
-                   visual_weights: dict[str, str] | None = None, random_visual_weights: bool = False,
-                   jobs: int = 1, shard_index: int | None = None, num_shards: int | None = None,
-                   device: str | None = None, command: str = "", progress: bool = True,
+                   classes: list[str] | None = None, visual_weights: dict[str, str] | None = None,
+                   random_visual_weights: bool = False, jobs: int = 1, shard_index: int | None = None,
+                   num_shards: int | None = None, device: str | None = None, command: str = "", progress: bool = True,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Turn every video under `src` into shards in `out` (resumable); returns the manifest.
     `device` runs the extractors there (None: CUDA when available); it is not recorded (same features)."""
