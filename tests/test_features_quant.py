@@ -106,11 +106,17 @@ def test_the_kind_is_recorded_and_int8_is_refused_where_it_does_not_hold():
         extractor_settings("efficientnet_lite0", 128, random_weights=True, precision="int8")
     with pytest.raises(VgsError, match="unknown feature precision 'fp8'"):
         extractor_settings("resnet50", 64, random_weights=True, precision="fp8")
-    # generation: the recorded kind; --quantize int8 turns only fp32-trained features into int8 ones
+    # generation: the recorded kind; --quantize int8 turns only fp32-trained features into the fast kind the
+    # CPU has: bf16 where it is native (AVX512-BF16 / AMX), else int8
     assert generation_precision("resnet50", fp32, "none") == "fp32"
-    assert generation_precision("resnet50", fp32, "int8") == "int8"
+    assert generation_precision("resnet50", fp32, "int8", native_bf16=False) == "int8"
+    assert generation_precision("resnet50", fp32, "int8", native_bf16=True) == "bf16"
+    from vgs_cli.cpu import cpu_info
+
+    assert generation_precision("resnet50", fp32, "int8") == ("bf16" if cpu_info().bf16 else "int8")
     assert generation_precision("efficientnet_lite0", {}, "int8") == "fp32"
-    assert generation_precision("resnet50", {"precision": "bf16"}, "int8") == "bf16"
+    assert generation_precision("resnet50", {"precision": "bf16"}, "int8", native_bf16=False) == "bf16"
+    assert generation_precision("resnet50", {"precision": "int8"}, "none", native_bf16=True) == "int8"
 
 
 def test_features_made_another_way_are_refused():
@@ -219,11 +225,15 @@ def _resnet_bundle(settings: dict):
     return Bundle(GPT(cfg).eval(), None, None, extra, ModelPaths(Path("t"), Path("c"), None), torch.device("cpu"))
 
 
-def test_generation_makes_features_the_transformer_s_way_and_says_which(tmp_path):
-    """fp32-trained: fp32 features (taken along the recorded frame path, as `video_features`), int8 ones under
-    --quantize int8; bf16-trained: bf16 whatever --quantize says. --verbose names the CPU and the path."""
+def test_generation_makes_features_the_transformer_s_way_and_says_which(tmp_path, monkeypatch):
+    """fp32-trained: fp32 features (taken along the recorded frame path, as `video_features`), under
+    --quantize int8 bf16 ones where the CPU has native bf16, else int8; bf16-trained: bf16 whatever --quantize
+    says. --verbose names the CPU and the path."""
+    import functools
+
     from vgs_cli.data.video import write_video
     from vgs_cli.generate.engine import GenerateOptions, condition_features, speed_report, video_features
+    from vgs_cli.loading import feature_paths
 
     frames = _synthetic_frames(96, 48)  # 48 frames, 96x96
     video = write_video(tmp_path / "v.mp4", frames, 21.5)
@@ -233,11 +243,16 @@ def test_generation_makes_features_the_transformer_s_way_and_says_which(tmp_path
     assert bundle._extractor.precision == "fp32"
     full = video_features(bundle, video)  # the reference frame path in both (condition_features had ffmpeg's)
     np.testing.assert_allclose(plain[: len(full)], full, rtol=1e-4, atol=1e-5)
+    chosen = feature_paths.generation_precision
+    monkeypatch.setattr(feature_paths, "generation_precision", functools.partial(chosen, native_bf16=False))
     quick = condition_features(bundle, video, 53, quantize="int8")
     assert bundle._extractor.precision == "int8"
     assert _cosines(quick, plain).min() >= COSINE_BOUND["int8"]
     report = speed_report(bundle, GenerateOptions(quantize="int8"))
     assert report[0].startswith("cpu: ") and "int8 static" in report[1], report
+    monkeypatch.setattr(feature_paths, "generation_precision", functools.partial(chosen, native_bf16=True))
+    quick = condition_features(bundle, video, 53, quantize="int8")
+    assert bundle._extractor.precision == "bf16" and _cosines(quick, plain).min() >= COSINE_BOUND["bf16"]
     bf16 = _resnet_bundle({**fp32, "precision": "bf16"})
     condition_features(bf16, video, 53, quantize="int8")
     assert bf16._extractor.precision == "bf16" and "bf16 autocast" in speed_report(bf16, GenerateOptions())[1]

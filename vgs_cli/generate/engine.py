@@ -99,7 +99,7 @@ def load_bundle(paths: ModelPaths, vocoder: str = "melgan", device: str | None =
 def extractor_for(bundle: Bundle, visual_weights: str | os.PathLike | None = None, quantize: str = "none"):
     """The transformer's feature extractor, with the very weights (by SHA-256) it was trained on, made the way
     its training features were (fp32 / bf16 / int8: `feature_paths.generation_precision`; a fp32-trained
-    transformer under `--quantize int8` takes int8 features where the extractor has them)."""
+    transformer under `--quantize int8` takes the extractor's fast kind: bf16 on a native-bf16 CPU, else int8)."""
     from vgs_cli.loading.extractors import FeatureExtractor, get_spec
     from vgs_cli.loading.feature_paths import generation_precision
 
