@@ -53,9 +53,12 @@ def _component_rows(models) -> list[tuple[str, float, str]]:
     frames = rng.integers(0, 255, (215, 256, 341, 3), dtype=np.uint8)  # distinct frames: no dedup shortcut
     t_eager = _timed(lambda: eager(frames))
     t_feat = _timed(lambda: ext(frames))  # includes the one-off trace, as a `vgs generate` run pays it
-    # int8 (what --quantize int8 gives a fp32-trained ResNet-50 transformer): a fresh extractor each time, so
-    # the one-off calibration on the clip is included, as a `vgs generate` run pays it
-    t_int8_feat = _timed(lambda: FeatureExtractor("resnet50", settings, None, precision="int8")(frames))
+    # what --quantize int8 gives a fp32-trained ResNet-50 transformer on THIS CPU (bf16 where it is native, else
+    # int8): a fresh extractor each time, so int8's one-off calibration on the clip is included, as a run pays it
+    from vgs_cli.loading.feature_paths import generation_precision
+
+    quick = generation_precision("resnet50", settings, "int8")
+    t_int8_feat = _timed(lambda: FeatureExtractor("resnet50", settings, None, precision=quick)(frames))
     a, b = torch.from_numpy(eager(frames[:16])), torch.from_numpy(ext(frames[:16]))
     cos = torch.nn.functional.cosine_similarity(a, b, dim=1).min().item()
     feats = torch.randn(1, 212, 2048)
@@ -75,13 +78,14 @@ def _component_rows(models) -> list[tuple[str, float, str]]:
     # mean sequence length (212 + 132) over that of the first n_ref tokens (212 + n_ref/2)
     t_ref_full = t_ref / n_ref * 265 * (212 + 132.5) / (212 + n_ref / 2)
     total = t_eager + t_sample + t_dec + t_voc
-    fast_total = t_int8_feat + t_int8 + t_dec + t_voc  # --quantize int8: int8 features and int8 sampling
+    fast_total = t_int8_feat + t_int8 + t_dec + t_voc  # --quantize int8: fast features and int8 sampling
     return [
         ("features: ResNet-50, 215 frames, eager fp32 (s)", t_eager, "s"),
         ("features: ResNet-50, 215 frames, fast path (channels-last, frozen graph, incl. its tracing; s)", t_feat, "s"),
         ("features: eager / fast path, frames/s", 215 / t_eager, f"/ {215 / t_feat:.1f} frames/s"),
         ("features: fast path vs eager, smallest cosine (16 frames)", cos, ""),
-        ("features: ResNet-50, 215 frames, int8 incl. its calibration on the clip (--quantize int8; s)", t_int8_feat, "s"),
+        (f"features: ResNet-50, 215 frames, --quantize int8's path here ({quick}"
+         f"{', incl. its calibration on the clip' if quick == 'int8' else ''}; s)", t_int8_feat, "s"),
         ("sampling 265 codes with KV cache (s)", t_sample, "s"),
         ("sampling 265 codes with KV cache, int8 (s)", t_int8, "s"),
         (f"sampling without cache, as the reference (s, from {n_ref} tokens)", t_ref_full, "s"),
@@ -90,7 +94,7 @@ def _component_rows(models) -> list[tuple[str, float, str]]:
         ("MelGAN vocoding 10 s (s)", t_voc, "s"),
         ("total for 10 s of audio (s)", total, "s"),
         ("real-time factor (total / 10 s; < 1 = faster than real time)", total / 10.0, "x"),
-        ("total for 10 s with --quantize int8 (int8 features + int8 sampling + decoding + MelGAN; s)",
+        (f"total for 10 s with --quantize int8 ({quick} features + int8 sampling + decoding + MelGAN; s)",
          fast_total, "s"),
         ("compute real-time factor with --quantize int8 (target <= 1)", fast_total / 10.0, "x"),
     ]
