@@ -67,6 +67,7 @@ def _package(monkeypatch):
           trunc_normal_=lambda t, std=1.0, **_: nn.init.trunc_normal_(t, std=std))
     _stub(monkeypatch, "einops", rearrange=_rearrange)
     _stub(monkeypatch, "ftfy")
+    _stub(monkeypatch, "regex")  # the text tokenizer's; never built for vision and audio
     for name in ("iopath", "iopath.common"):
         _stub(monkeypatch, name)
     _stub(monkeypatch, "iopath.common.file_io", g_pathmgr=None)
