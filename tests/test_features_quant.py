@@ -156,6 +156,23 @@ def _toy_shards(root: Path, n: int = 8) -> Path:
     return root
 
 
+def test_vgs_info_shows_how_the_features_were_made(tmp_path, vgs):
+    from vgs_cli.data.shard_writer import write_clips
+    from vgs_cli.data.shards import ClipRecord
+
+    rng = np.random.default_rng(0)
+    for kind in ("fp32", "int8"):
+        records = [ClipRecord(id=f"c{i}", split="train", mel=rng.random((80, 860), dtype=np.float32),
+                              feats={"toy": rng.standard_normal((215, 4)).astype(np.float32)}, label=0)
+                   for i in range(2)]
+        st = {"dim": 4, "fps": 21.5, **({"precision": kind} if kind != "fp32" else {})}
+        write_clips(tmp_path / kind, records, classes=["a"], extractors={"toy": st})
+        proc = vgs("info", str(tmp_path / kind))
+        assert proc.returncode == 0 and "precision" in proc.stdout
+        row = next(line for line in proc.stdout.splitlines() if "toy" in line)
+        assert kind in row, row
+
+
 def test_a_transformer_trained_on_one_kind_refuses_shards_of_another_at_training_time(tmp_path, vgs):
     """`vgs train transformer --init BASE` on shards whose features were made another way: one line, exit 2."""
     from _codebook import build_codebook

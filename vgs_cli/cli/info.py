@@ -28,6 +28,7 @@ def _table(title: str, rows: list[tuple[str, Any]]) -> Table:
 def print_shards(root: str | Path, manifest: dict[str, Any] | None = None) -> None:
     """Counts per split, classes, spectrogram/extractor settings and failures of a shard folder."""
     from vgs_cli.data.shards import read_failures, read_manifest
+    from vgs_cli.loading.feature_paths import recorded_precision
 
     root = Path(root)
     m = manifest if manifest is not None else read_manifest(root)
@@ -41,11 +42,11 @@ def print_shards(root: str | Path, manifest: dict[str, Any] | None = None) -> No
     _console.print(_table("dataset", rows))
     _console.print("[bold]visual features[/]")
     ext = Table()
-    for col in ("name", "dim", "image size", "weights", "random"):
+    for col in ("name", "dim", "image size", "weights", "precision", "random"):
         ext.add_column(col)
     for name, st in m["extractors"].items():
         ext.add_row(name, str(st["dim"]), str(st.get("image_size", "-")), str(st.get("weights", "-")),
-                    "[bold red]YES[/]" if st.get("random_weights") else "no")
+                    recorded_precision(st), "[bold red]YES[/]" if st.get("random_weights") else "no")
     _console.print(ext)
     spec = m["spec"]
     _console.print(f"spectrogram: {spec['sample_rate']} Hz, {spec['n_mels']} mels {spec['fmin']:g}-{spec['fmax']:g} Hz, "
