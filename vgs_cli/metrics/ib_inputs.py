@@ -24,8 +24,8 @@ import math
 import os
 from fractions import Fraction
 from functools import lru_cache
+from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -110,17 +110,13 @@ def frame_clips(crop_frames: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- audio
 
 def load_audio(path: str | os.PathLike) -> torch.Tensor:
-    """A sound file at 16 kHz with its channels (ImageBind reads them all, fbanks channel 0): `float32[C, S]`."""
-    import soundfile as sf
-
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises its own LibsndfileError / RuntimeError variants
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read audio file {path}: {first}") from None
+    """A sound file at 16 kHz with its channels (ImageBind reads them all, fbanks channel 0): `float32[C, S]`.
+    Read as the audio metrics read their files (`av_audio.read_audio`: torchaudio.load's float layout)."""
     from vgs_cli.audio.resample import resample
+    from vgs_cli.metrics.av_audio import AudioSource, read_audio
 
-    return resample(torch.from_numpy(np.ascontiguousarray(data.T)), int(sr), SAMPLE_RATE)
+    wave, sr = read_audio(AudioSource(str(path), path=Path(path)))
+    return resample(wave, sr, SAMPLE_RATE)
 
 
 def clip_bounds(n_samples: int, sr: int = SAMPLE_RATE) -> list[tuple[int, int]]:
